@@ -1,0 +1,113 @@
+package kv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Claim states.
+const (
+	StateRunning  = "running"  // the owner runs the worker
+	StateStopping = "stopping" // the owner is stopping the worker (shutdown, handoff)
+	StateFenced   = "fenced"   // the owner's worker was stopped after a lost renewal
+)
+
+// Claim is the record that says who owns a worker, stored under the worker's name in the
+// workers bucket. It is human-readable JSON so `nats kv get` shows it as is.
+type Claim struct {
+	Worker      string            `json:"worker"`
+	Node        string            `json:"node"`
+	Incarnation string            `json:"incarnation"`
+	Token       uint64            `json:"token"`
+	Acquired    time.Time         `json:"acquired"`
+	Renewed     time.Time         `json:"renewed"`
+	TTL         Duration          `json:"ttl"`
+	State       string            `json:"state"`
+	Meta        map[string]string `json:"meta"`
+}
+
+// Duration is a time.Duration stored as a Go duration string ("10s").
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Encode returns the claim's JSON.
+func (c Claim) Encode() []byte {
+	if c.Meta == nil {
+		c.Meta = map[string]string{}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("kv: encoding claim: %v", err)) // only plain types: cannot fail
+	}
+	return b
+}
+
+// DecodeClaim parses a claim record. A value that is not a claim (written by hand, say)
+// returns an error wrapping ErrMalformed.
+func DecodeClaim(key string, b []byte) (Claim, error) {
+	var c Claim
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Claim{}, fmt.Errorf("%w: claim %q: %v", ErrMalformed, key, err)
+	}
+	if c.Worker != key || c.Node == "" || c.Token == 0 {
+		return Claim{}, fmt.Errorf("%w: claim %q: worker, node or token missing or wrong", ErrMalformed, key)
+	}
+	return c, nil
+}
+
+// ClaimEntry is a claim as read from the bucket. Claim is the zero value and Err wraps
+// ErrMalformed when the stored value is not a valid claim.
+type ClaimEntry struct {
+	Worker   string
+	Revision uint64
+	Claim    Claim
+	Err      error
+}
+
+// GetClaim reads the claim of worker. It returns ErrNotFound when the worker is unowned. A
+// malformed value is not an error of GetClaim: it is reported in ClaimEntry.Err.
+func (b *Bucket) GetClaim(ctx context.Context, worker string) (ClaimEntry, error) {
+	e, err := b.Get(ctx, worker)
+	if err != nil {
+		return ClaimEntry{}, err
+	}
+	c, derr := DecodeClaim(worker, e.Value)
+	return ClaimEntry{Worker: worker, Revision: e.Revision, Claim: c, Err: derr}, nil
+}
+
+// ListClaims reads every live claim.
+func (b *Bucket) ListClaims(ctx context.Context) ([]ClaimEntry, error) {
+	keys, err := b.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ClaimEntry, 0, len(keys))
+	for _, k := range keys {
+		ce, err := b.GetClaim(ctx, k)
+		if err == nil {
+			out = append(out, ce)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,179 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultNamespace prefixes every bucket, subject and stream of one coordinator cluster.
+const DefaultNamespace = "coord"
+
+// Options configure Open.
+type Options struct {
+	// Namespace prefixes buckets (<ns>_workers), subjects (<ns>.events.>) and the events
+	// stream (<NS>_EVENTS). Default "coord".
+	Namespace string
+	// Replicas of each bucket and stream: 1 for one server, 3 in a cluster of three or more.
+	// Default 1. An existing bucket keeps the replicas it was created with.
+	Replicas int
+	// JobRetention is how long tick claims and run records stay in the jobs bucket.
+	// Default 7 days.
+	JobRetention time.Duration
+	// EventRetention is how long the events stream keeps events. Default 24h.
+	EventRetention time.Duration
+	// Storage of buckets and stream. Default file storage.
+	Memory bool
+}
+
+func (o *Options) setDefaults() {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.JobRetention <= 0 {
+		o.JobRetention = 7 * 24 * time.Hour
+	}
+	if o.EventRetention <= 0 {
+		o.EventRetention = 24 * time.Hour
+	}
+}
+
+// Store is the coordination store of one namespace: the workers, nodes and jobs buckets and
+// the events stream.
+type Store struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	opts    Options
+	Workers *Bucket
+	Nodes   *Bucket
+	Jobs    *Bucket
+}
+
+// markerTTL is how long expiry and delete markers stay in a bucket. Watchers must see them;
+// after this they may go, which keeps deleted keys from piling up.
+const markerTTL = 15 * time.Minute
+
+// Open creates or binds the namespace's buckets and events stream. It is idempotent and safe
+// to run on many nodes at once. It fails with ErrUnavailable (wrapped) when JetStream does
+// not answer before ctx ends.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	opts.setDefaults()
+	if err := ValidNamespace(opts.Namespace); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("kv: jetstream: %w", err)
+	}
+	s := &Store{nc: nc, js: js, opts: opts}
+	storage := jetstream.FileStorage
+	if opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	buckets := []struct {
+		dst  **Bucket
+		name string
+		cfg  jetstream.KeyValueConfig
+	}{
+		{&s.Workers, "workers", jetstream.KeyValueConfig{Description: "coordinator: worker claims"}},
+		{&s.Nodes, "nodes", jetstream.KeyValueConfig{Description: "coordinator: node membership"}},
+		{&s.Jobs, "jobs", jetstream.KeyValueConfig{Description: "coordinator: cron tick claims and runs", TTL: opts.JobRetention}},
+	}
+	for _, b := range buckets {
+		cfg := b.cfg
+		cfg.Bucket = opts.Namespace + "_" + b.name
+		cfg.History = 1
+		cfg.Replicas = opts.Replicas
+		cfg.Storage = storage
+		cfg.LimitMarkerTTL = markerTTL
+		kv, err := bindOrCreate(ctx, js, cfg)
+		if err != nil {
+			return nil, err
+		}
+		*b.dst = &Bucket{kv: kv, js: js, name: cfg.Bucket}
+	}
+	if err := s.ensureEvents(ctx, storage); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, translate("bind bucket", cfg.Bucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Another node created it between our two calls.
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, translate("create bucket", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// EventsStream is the name of the stream that keeps a namespace's events.
+func EventsStream(ns string) string { return strings.ToUpper(ns) + "_EVENTS" }
+
+// EventsSubject is the subject prefix of a namespace's events.
+func EventsSubject(ns string) string { return ns + ".events" }
+
+func (s *Store) ensureEvents(ctx context.Context, storage jetstream.StorageType) error {
+	name := EventsStream(s.opts.Namespace)
+	if _, err := s.js.Stream(ctx, name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return translate("bind stream", name, err)
+	}
+	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: "coordinator: lifecycle events",
+		Subjects:    []string{EventsSubject(s.opts.Namespace) + ".>"},
+		MaxAge:      s.opts.EventRetention,
+		Storage:     storage,
+		Replicas:    s.opts.Replicas,
+		Duplicates:  time.Minute,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return translate("create stream", name, err)
+	}
+	return nil
+}
+
+// Namespace returns the namespace the store was opened with.
+func (s *Store) Namespace() string { return s.opts.Namespace }
+
+// Conn returns the NATS connection the store uses.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// JetStream returns the JetStream context the store uses.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// ValidNamespace checks a namespace: it becomes part of bucket and stream names and a subject
+// token, so it allows [A-Za-z0-9_-], 1–32 characters.
+func ValidNamespace(ns string) error {
+	if ns == "" || len(ns) > 32 {
+		return fmt.Errorf("%w: namespace %q must be 1–32 characters", ErrInvalidName, ns)
+	}
+	if strings.Contains(ns, ".") {
+		return fmt.Errorf("%w: invalid namespace %q: '.' is not allowed (use letters, digits, '-' and '_')", ErrInvalidName, ns)
+	}
+	if err := ValidName("namespace", ns); err != nil {
+		return err
+	}
+	return nil
+}
