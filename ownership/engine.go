@@ -1,0 +1,422 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nuid"
+
+	"github.com/jetcoord/coordinator/kv"
+)
+
+// WorkerFunc is the work that runs while this node owns a worker. ctx ends when the lease
+// ends — deadline passed, claim lost, or a planned stop; context.Cause(ctx) tells which
+// (ErrLeaseExpired, ErrLeaseLost, ErrStopping). The function must return soon after ctx ends:
+// within Config.FenceGrace when the lease is lost, or another node may start the worker while
+// this one still runs.
+type WorkerFunc func(ctx context.Context, lease *Lease) error
+
+// RestartPolicy says what happens when a worker function returns while its node still owns it.
+type RestartPolicy int
+
+const (
+	// RestartAlways runs the function again after a backoff, whatever it returned.
+	RestartAlways RestartPolicy = iota
+	// RestartOnFailure runs it again only after an error or a panic; after a nil return the
+	// node keeps the claim and does not run the worker again until the claim moves.
+	RestartOnFailure
+	// RestartNever never runs it again within the ownership term.
+	RestartNever
+)
+
+type workerOptions struct {
+	restart RestartPolicy
+}
+
+// WorkerOption configures one registered worker.
+type WorkerOption func(*workerOptions)
+
+// WithRestart sets the worker's restart policy. Default RestartAlways.
+func WithRestart(p RestartPolicy) WorkerOption {
+	return func(o *workerOptions) { o.restart = p }
+}
+
+type options struct {
+	log         *slog.Logger
+	metrics     Metrics
+	incarnation string
+	noEvents    bool
+}
+
+// Option configures an Engine.
+type Option func(*options) error
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("ownership: WithLogger(nil)")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithMetrics sets the metrics sink. Default NopMetrics.
+func WithMetrics(m Metrics) Option {
+	return func(o *options) error {
+		if m == nil {
+			return errors.New("ownership: WithMetrics(nil)")
+		}
+		o.metrics = m
+		return nil
+	}
+}
+
+// WithoutEvents turns off lifecycle events.
+func WithoutEvents() Option {
+	return func(o *options) error { o.noEvents = true; return nil }
+}
+
+// Engine is the lease engine of one node: it claims, renews and releases the workers
+// registered on it and runs each one while it owns it.
+type Engine struct {
+	store       *kv.Store
+	claims      *kv.Bucket
+	node        string
+	incarnation string
+	cfg         Config
+	log         *slog.Logger
+	metrics     Metrics
+	events      *Publisher
+
+	// Context of the engine's goroutines; cancelled last, after workers stopped.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	started bool
+	closing bool
+
+	synced    chan struct{}
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
+	// stuck renew loop still fences.
+	testBeforeRenew func(worker string)
+}
+
+// New returns an engine for node over store. It does nothing until Start.
+func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, error) {
+	if err := kv.ValidName("node", node); err != nil {
+		return nil, err
+	}
+	cfg.derive()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{log: slog.Default(), metrics: NopMetrics{}, incarnation: nuid.Next()}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		store:       store,
+		claims:      store.Workers,
+		node:        node,
+		incarnation: o.incarnation,
+		cfg:         cfg,
+		log:         o.log.With("node", node),
+		metrics:     o.metrics,
+		ctx:         ctx,
+		cancel:      cancel,
+		workers:     map[string]*worker{},
+		synced:      make(chan struct{}),
+		closed:      make(chan struct{}),
+	}
+	if !o.noEvents {
+		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
+	}
+	return e, nil
+}
+
+// Node returns the node's name.
+func (e *Engine) Node() string { return e.node }
+
+// Incarnation returns the random id of this engine instance; a restarted node has a new one.
+func (e *Engine) Incarnation() string { return e.incarnation }
+
+// Config returns the engine's timings, with derived values filled.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Register adds a worker that this node is willing to run. Every node of the application
+// registers the same names; the cluster runs each one exactly once. It can be called before
+// or after Start. It returns kv.ErrInvalidName (wrapped) for a bad name and
+// ErrAlreadyRegistered for a name registered twice.
+func (e *Engine) Register(name string, fn WorkerFunc, opts ...WorkerOption) error {
+	if err := kv.ValidName("worker", name); err != nil {
+		return err
+	}
+	if fn == nil {
+		return fmt.Errorf("ownership: register %q: nil WorkerFunc", name)
+	}
+	var o workerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return ErrClosed
+	}
+	if _, ok := e.workers[name]; ok {
+		return fmt.Errorf("%w: %q", ErrAlreadyRegistered, name)
+	}
+	w := newWorker(e, name, fn, o)
+	e.workers[name] = w
+	if e.started {
+		e.goFunc(w.run)
+	}
+	return nil
+}
+
+// Unregister stops the worker if this node runs it, releases its claim and forgets the name.
+// It blocks until the worker stopped (at most about ShutdownGrace) or ctx ends.
+func (e *Engine) Unregister(ctx context.Context, name string) error {
+	e.mu.Lock()
+	w, ok := e.workers[name]
+	if ok {
+		delete(e.workers, name)
+	}
+	started := e.started
+	e.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotRegistered, name)
+	}
+	w.requestStop()
+	if !started {
+		return nil
+	}
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Start begins claiming. It waits until the node has read the current claims or ctx ends;
+// the engine then runs until Close. It returns kv.ErrUnavailable (wrapped) when the claims
+// could not be read in time; the engine keeps trying in the background until closed.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("ownership: engine already started")
+	}
+	e.started = true
+	e.goFunc(e.watchClaims)
+	for _, w := range e.workers {
+		e.goFunc(w.run)
+	}
+	e.mu.Unlock()
+	e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
+	select {
+	case <-e.synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: reading current claims: %w", kv.ErrUnavailable, ctx.Err())
+	}
+}
+
+// Close stops every worker this node runs, releases their claims and stops the engine. It
+// waits up to ShutdownGrace for workers to stop. Safe to call more than once.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closing = true
+		started := e.started
+		ws := make([]*worker, 0, len(e.workers))
+		for _, w := range e.workers {
+			ws = append(ws, w)
+		}
+		e.mu.Unlock()
+		for _, w := range ws {
+			w.requestStop()
+		}
+		if started {
+			for _, w := range ws {
+				<-w.done
+			}
+			e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
+		}
+		if e.events != nil {
+			_ = e.events.Flush(2 * time.Second)
+		}
+		e.cancel()
+		e.wg.Wait()
+		close(e.closed)
+	})
+	<-e.closed
+	return nil
+}
+
+// Owner describes who holds a worker's claim.
+type Owner struct {
+	Worker      string    `json:"worker"`
+	Node        string    `json:"node"`
+	Incarnation string    `json:"incarnation"`
+	Token       uint64    `json:"token"`
+	Acquired    time.Time `json:"acquired"`
+	Renewed     time.Time `json:"renewed"`
+	State       string    `json:"state"`
+	Revision    uint64    `json:"revision"`
+}
+
+// Lookup returns the current owner of worker, read from the store. It returns ErrNotOwned
+// when no live claim exists, ErrUnknownOwner (wrapped) when the stored value is not a
+// claim, kv.ErrUnavailable (wrapped) when the store did not answer.
+func (e *Engine) Lookup(ctx context.Context, worker string) (Owner, error) {
+	return LookupIn(ctx, e.claims, worker)
+}
+
+// LookupIn is Lookup against a claims bucket, for callers without an engine.
+func LookupIn(ctx context.Context, claims *kv.Bucket, worker string) (Owner, error) {
+	ce, err := claims.GetClaim(ctx, worker)
+	if errors.Is(err, kv.ErrNotFound) {
+		return Owner{}, fmt.Errorf("%w: %q", ErrNotOwned, worker)
+	}
+	if err != nil {
+		return Owner{}, err
+	}
+	if ce.Err != nil {
+		return Owner{Worker: worker, Revision: ce.Revision}, fmt.Errorf("%w: %w", ErrUnknownOwner, ce.Err)
+	}
+	return ownerOf(ce), nil
+}
+
+func ownerOf(ce kv.ClaimEntry) Owner {
+	c := ce.Claim
+	return Owner{Worker: ce.Worker, Node: c.Node, Incarnation: c.Incarnation, Token: ce.Token(),
+		Acquired: c.Acquired, Renewed: c.Renewed, State: c.State, Revision: ce.Revision}
+}
+
+// Owned returns the names of the workers this node holds a claim for, sorted.
+func (e *Engine) Owned() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for name, w := range e.workers {
+		if w.owning() {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Registered returns the names registered on this node, sorted.
+func (e *Engine) Registered() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.workers))
+	for name := range e.workers {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Synced is closed once the engine has read the current claims after Start.
+func (e *Engine) Synced() <-chan struct{} { return e.synced }
+
+// goFunc starts f as a goroutine owned by the engine (hashicorp/raft's goFunc).
+func (e *Engine) goFunc(f func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+func (e *Engine) publish(ev Event) {
+	if e.events != nil {
+		e.events.Publish(ev)
+	}
+}
+
+// watchClaims follows the workers bucket and hands each change to the worker it concerns.
+// The watch is restarted when it ends, for instance after the connection was lost.
+func (e *Engine) watchClaims() {
+	retry := 100 * time.Millisecond
+	synced := false
+	for e.ctx.Err() == nil {
+		w, err := e.claims.Watch(e.ctx)
+		if err != nil {
+			e.log.Warn("cannot watch claims; retrying", "err", err, "in", retry)
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			retry = min(retry*2, 5*time.Second)
+			continue
+		}
+		retry = 100 * time.Millisecond
+		syncedCh := w.Synced()
+	loop:
+		for {
+			select {
+			case <-e.ctx.Done():
+				break loop
+			case <-syncedCh:
+				syncedCh = nil
+				if !synced {
+					synced = true
+					close(e.synced)
+				}
+			case c, ok := <-w.Changes():
+				if !ok {
+					break loop
+				}
+				e.dispatch(c)
+			}
+		}
+		w.Stop()
+		if e.ctx.Err() == nil {
+			e.log.Debug("claims watch ended; watching again")
+		}
+	}
+}
+
+func (e *Engine) dispatch(c kv.Change) {
+	e.mu.Lock()
+	w := e.workers[c.Key]
+	e.mu.Unlock()
+	if w == nil {
+		return
+	}
+	o := observation{known: true, rev: c.Revision, present: c.Op == kv.OpPut, expired: c.Op == kv.OpExpire}
+	if o.present {
+		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
+		if o.malformed != nil {
+			e.log.Warn("claim is not a valid record; treating the worker as owned by an unknown node",
+				"worker", c.Key, "revision", c.Revision, "err", o.malformed)
+		}
+	}
+	w.observe(o)
+}

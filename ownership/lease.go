@@ -1,0 +1,52 @@
+package ownership
+
+import (
+	"sync"
+	"time"
+)
+
+// Lease is one ownership term of a worker on this node. The worker's context ends when the
+// term ends; the lease tells the worker its fencing token and how long it may go on.
+type Lease struct {
+	worker string
+	node   string
+	token  uint64
+
+	mu       sync.Mutex
+	deadline time.Time
+	changed  chan struct{}
+}
+
+func newLease(worker, node string, token uint64, deadline time.Time) *Lease {
+	return &Lease{worker: worker, node: node, token: token, deadline: deadline, changed: make(chan struct{})}
+}
+
+// Worker returns the worker's name.
+func (l *Lease) Worker() string { return l.worker }
+
+// Node returns the owning node's name.
+func (l *Lease) Node() string { return l.node }
+
+// Token returns the fencing token: the claim revision at which this term began. Every later
+// term of the same worker, on any node, has a larger token. Pass it to the systems the
+// worker writes to so that they can refuse a stale owner.
+func (l *Lease) Token() uint64 { return l.token }
+
+// Deadline returns the renew deadline — when the worker's context ends unless a renewal
+// succeeds first — and a channel that is closed when the deadline next changes. The time
+// carries a monotonic reading.
+func (l *Lease) Deadline() (time.Time, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline, l.changed
+}
+
+func (l *Lease) extend(deadline time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if deadline.After(l.deadline) {
+		l.deadline = deadline
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
