@@ -18,15 +18,18 @@ const (
 // Claim is the record that says who owns a worker, stored under the worker's name in the
 // workers bucket. It is human-readable JSON so `nats kv get` shows it as is.
 type Claim struct {
-	Worker      string            `json:"worker"`
-	Node        string            `json:"node"`
-	Incarnation string            `json:"incarnation"`
-	Token       uint64            `json:"token"`
-	Acquired    time.Time         `json:"acquired"`
-	Renewed     time.Time         `json:"renewed"`
-	TTL         Duration          `json:"ttl"`
-	State       string            `json:"state"`
-	Meta        map[string]string `json:"meta"`
+	Worker      string `json:"worker"`
+	Node        string `json:"node"`
+	Incarnation string `json:"incarnation"`
+	// Token is the fencing token: the revision at which the term began. The record written by
+	// the claiming Create cannot know its own revision, so it carries 0, which means "this
+	// entry's revision"; every renewal writes the number. Use ClaimEntry.Token.
+	Token    uint64            `json:"token"`
+	Acquired time.Time         `json:"acquired"`
+	Renewed  time.Time         `json:"renewed"`
+	TTL      Duration          `json:"ttl"`
+	State    string            `json:"state"`
+	Meta     map[string]string `json:"meta"`
 }
 
 // Duration is a time.Duration stored as a Go duration string ("10s").
@@ -68,8 +71,8 @@ func DecodeClaim(key string, b []byte) (Claim, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return Claim{}, fmt.Errorf("%w: claim %q: %v", ErrMalformed, key, err)
 	}
-	if c.Worker != key || c.Node == "" || c.Token == 0 {
-		return Claim{}, fmt.Errorf("%w: claim %q: worker, node or token missing or wrong", ErrMalformed, key)
+	if c.Worker != key || c.Node == "" {
+		return Claim{}, fmt.Errorf("%w: claim %q: worker or node missing or wrong", ErrMalformed, key)
 	}
 	return c, nil
 }
@@ -81,6 +84,14 @@ type ClaimEntry struct {
 	Revision uint64
 	Claim    Claim
 	Err      error
+}
+
+// Token returns the fencing token of the claim's term.
+func (e ClaimEntry) Token() uint64 {
+	if e.Claim.Token != 0 {
+		return e.Claim.Token
+	}
+	return e.Revision
 }
 
 // GetClaim reads the claim of worker. It returns ErrNotFound when the worker is unowned. A

@@ -187,7 +187,7 @@ func TestWatchOps(t *testing.T) {
 func TestClaimRecord(t *testing.T) {
 	s := openStore(t)
 	ctx := ctxT(t)
-	c := Claim{Worker: "billing", Node: "node-a", Incarnation: "i1", Token: 7, TTL: Duration(10 * time.Second), State: StateRunning}
+	c := Claim{Worker: "billing", Node: "node-a", Incarnation: "i1", TTL: Duration(10 * time.Second), State: StateRunning}
 	if _, err := s.Workers.Create(ctx, "billing", c.Encode(), 0); err != nil {
 		t.Fatal(err)
 	}
