@@ -51,6 +51,28 @@ type options struct {
 	metrics     Metrics
 	incarnation string
 	noEvents    bool
+	info        NodeInfo
+}
+
+// NodeInfo is what a node publishes about itself in its membership record.
+type NodeInfo struct {
+	Addresses []string // where the node serves (client URL, HTTP)
+	Version   string
+	Weight    int // placement weight; default 1
+}
+
+// WithNodeInfo sets what the node publishes in its membership record.
+func WithNodeInfo(info NodeInfo) Option {
+	return func(o *options) error {
+		if info.Weight < 0 {
+			return fmt.Errorf("ownership: weight %d must be positive", info.Weight)
+		}
+		if info.Weight == 0 {
+			info.Weight = 1
+		}
+		o.info = info
+		return nil
+	}
 }
 
 // Option configures an Engine.
@@ -109,6 +131,14 @@ type Engine struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
+	info          NodeInfo
+	started0      time.Time
+	members       map[string]Member
+	memberRenewed time.Time     // send time of the last successful membership write
+	memberStop    chan struct{} // closed by Close after the workers stopped
+	memberPoke    chan struct{} // write the membership record now (capacity 1)
+	draining      bool
+
 	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
 	// stuck renew loop still fences.
 	testBeforeRenew func(worker string)
@@ -123,7 +153,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := options{log: slog.Default(), metrics: NopMetrics{}, incarnation: nuid.Next()}
+	o := options{log: slog.Default(), metrics: NopMetrics{}, incarnation: nuid.Next(), info: NodeInfo{Weight: 1}}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -143,6 +173,11 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		workers:     map[string]*worker{},
 		synced:      make(chan struct{}),
 		closed:      make(chan struct{}),
+		info:        o.info,
+		started0:    cfg.Clock.Now().UTC(),
+		members:     map[string]Member{},
+		memberStop:  make(chan struct{}),
+		memberPoke:  make(chan struct{}, 1),
 	}
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
@@ -229,12 +264,13 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("ownership: engine already started")
 	}
 	e.started = true
+	e.goFunc(e.keepMembership)
+	e.goFunc(e.watchMembers)
 	e.goFunc(e.watchClaims)
 	for _, w := range e.workers {
 		e.goFunc(w.run)
 	}
 	e.mu.Unlock()
-	e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
 	select {
 	case <-e.synced:
 		return nil
@@ -262,8 +298,8 @@ func (e *Engine) Close() error {
 			for _, w := range ws {
 				<-w.done
 			}
-			e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
 		}
+		close(e.memberStop) // leaves the cluster: the membership record is deleted
 		if e.events != nil {
 			_ = e.events.Flush(2 * time.Second)
 		}
@@ -352,6 +388,15 @@ func (e *Engine) goFunc(f func()) {
 		f()
 	}()
 }
+
+func (e *Engine) isDraining() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.draining
+}
+
+// membersChanged is called when a node joined, left or changed its record.
+func (e *Engine) membersChanged() {}
 
 func (e *Engine) publish(ev Event) {
 	if e.events != nil {

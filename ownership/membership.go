@@ -1,0 +1,176 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/jetcoord/coordinator/kv"
+)
+
+// Member is a live node as seen in the nodes bucket.
+type Member struct {
+	kv.NodeRecord
+	Revision uint64 `json:"revision"`
+}
+
+// Members returns the live nodes, sorted by name. It is this node's view, from watching the
+// nodes bucket.
+func (e *Engine) Members() []Member {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Member, 0, len(e.members))
+	for _, m := range e.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// Ready reports whether this node can claim right now: it has read the current claims and
+// its membership record was written within the renew deadline.
+func (e *Engine) Ready() bool {
+	select {
+	case <-e.synced:
+	default:
+		return false
+	}
+	e.mu.Lock()
+	last := e.memberRenewed
+	e.mu.Unlock()
+	return !last.IsZero() && e.cfg.Clock.Now().Sub(last) < e.cfg.RenewDeadline
+}
+
+func (e *Engine) nodeRecord() kv.NodeRecord {
+	now := e.cfg.Clock.Now().UTC()
+	return kv.NodeRecord{Node: e.node, Incarnation: e.incarnation, Addresses: e.info.Addresses,
+		Version: e.info.Version, Started: e.started0, Renewed: now, Capacity: e.info.Weight, Draining: e.isDraining()}
+}
+
+// keepMembership writes this node's record and renews it every RenewInterval until the
+// engine closes. A record left by an earlier incarnation of this node is taken over with
+// compare-and-set.
+func (e *Engine) keepMembership() {
+	var rev uint64
+	wait := func(d time.Duration) bool {
+		t := e.cfg.Clock.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-e.memberStop:
+			return false
+		case <-e.memberPoke:
+			return true
+		case <-t.C():
+			return true
+		}
+	}
+	for {
+		sent := e.cfg.Clock.Now()
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+		var err error
+		rec := e.nodeRecord().Encode()
+		if rev == 0 {
+			rev, err = e.store.Nodes.Create(ctx, e.node, rec, e.cfg.TTL)
+			if errors.Is(err, kv.ErrExists) {
+				var cur kv.Entry
+				if cur, err = e.store.Nodes.Get(ctx, e.node); err == nil {
+					if r, derr := kv.DecodeNode(e.node, cur.Value); derr == nil && r.Incarnation != e.incarnation {
+						e.log.Info("taking over the node record of an earlier incarnation", "incarnation", r.Incarnation)
+					}
+					rev, err = e.store.Nodes.Update(ctx, e.node, rec, cur.Revision, e.cfg.TTL)
+				}
+			}
+			if err == nil {
+				e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
+			}
+		} else {
+			var nrev uint64
+			nrev, err = e.store.Nodes.Update(ctx, e.node, rec, rev, e.cfg.TTL)
+			if errors.Is(err, kv.ErrConflict) {
+				e.log.Error("this node's membership record was written by someone else: is another process using the same node name?")
+				rev = 0
+			} else if err == nil {
+				rev = nrev
+			}
+		}
+		cancel()
+		next := e.cfg.RenewInterval
+		if err != nil {
+			e.log.Debug("membership renewal failed", "err", err)
+			next = e.cfg.RenewInterval / 4
+		} else {
+			e.mu.Lock()
+			e.memberRenewed = sent
+			e.mu.Unlock()
+		}
+		if !wait(next) {
+			break
+		}
+	}
+	if rev != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := e.store.Nodes.Delete(ctx, e.node, rev); err == nil {
+			e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
+		}
+	}
+}
+
+// watchMembers keeps e.members up to date from the nodes bucket.
+func (e *Engine) watchMembers() {
+	for e.ctx.Err() == nil {
+		w, err := e.store.Nodes.Watch(e.ctx)
+		if err != nil {
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		for c := range w.Changes() {
+			e.applyMember(c)
+		}
+		w.Stop()
+	}
+}
+
+func (e *Engine) applyMember(c kv.Change) {
+	e.mu.Lock()
+	prev, had := e.members[c.Key]
+	switch c.Op {
+	case kv.OpPut:
+		r, err := kv.DecodeNode(c.Key, c.Value)
+		if err != nil {
+			e.mu.Unlock()
+			e.log.Warn("ignoring a node record that is not valid", "key", c.Key, "err", err)
+			return
+		}
+		e.members[c.Key] = Member{NodeRecord: r, Revision: c.Revision}
+	default:
+		delete(e.members, c.Key)
+	}
+	changed := !had || c.Op != kv.OpPut || prev.Draining != e.members[c.Key].Draining ||
+		prev.Capacity != e.members[c.Key].Capacity || prev.Incarnation != e.members[c.Key].Incarnation
+	first := e.firstMember()
+	e.mu.Unlock()
+	if c.Op == kv.OpExpire && had && first == e.node {
+		// One node reports an expiry, not every survivor.
+		e.publish(Event{Kind: KindNode, Type: "expired", Name: c.Key, Reason: "ttl"})
+	}
+	if changed {
+		e.membersChanged()
+	}
+}
+
+// firstMember returns the smallest live node name; e.mu must be held.
+func (e *Engine) firstMember() string {
+	first := ""
+	for name := range e.members {
+		if first == "" || name < first {
+			first = name
+		}
+	}
+	return first
+}
