@@ -311,6 +311,61 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// Release hands a worker this node owns over to another node: the worker stops, its claim
+// is released, and this node leaves the worker to others for a short while (it takes it
+// back if no other node does). It returns ErrNotRegistered, or ErrNotOwned when this node
+// does not own the worker, and waits until the claim is released or ctx ends.
+func (e *Engine) Release(ctx context.Context, name string) error {
+	e.mu.Lock()
+	w, ok := e.workers[name]
+	e.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotRegistered, name)
+	}
+	if !w.owning() {
+		return fmt.Errorf("%w: %q is not owned by node %s", ErrNotOwned, name, e.node)
+	}
+	w.requestHandoff("release")
+	for w.owning() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// SetDraining turns draining on or off. A draining node hands over every worker it owns and
+// claims none until draining is turned off; its membership record says so, so that placement
+// leaves it out.
+func (e *Engine) SetDraining(on bool) {
+	e.mu.Lock()
+	e.draining = on
+	ws := make([]*worker, 0, len(e.workers))
+	for _, w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	select {
+	case e.memberPoke <- struct{}{}:
+	default:
+	}
+	for _, w := range ws {
+		if on && w.owning() {
+			w.requestHandoff("drain")
+		} else if !on {
+			select {
+			case w.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Draining reports whether the node drains.
+func (e *Engine) Draining() bool { return e.isDraining() }
+
 // Owner describes who holds a worker's claim.
 type Owner struct {
 	Worker      string    `json:"worker"`

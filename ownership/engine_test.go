@@ -393,3 +393,30 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseHandsOver(t *testing.T) {
+	srv := natstest.Run(t)
+	var r runs
+	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("a")) })
+	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
+	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("b")) })
+	if err := b.e.Release(context.Background(), "w"); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("Release on a non-owner = %v, want ErrNotOwned", err)
+	}
+	if err := a.e.Release(context.Background(), "w"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to run w", testTTL, func() bool { l := r.running(); return len(l) == 1 && l[0].node == "b" })
+	// Drain b: the worker comes back to a, and b claims nothing while draining.
+	b.e.SetDraining(true)
+	waitFor(t, "a to run w again", testTTL, func() bool { l := r.running(); return len(l) == 1 && l[0].node == "a" })
+	r.checkNoOverlap(t)
+	waitFor(t, "b's record to say draining", testTTL, func() bool {
+		for _, m := range a.e.Members() {
+			if m.Node == "b" {
+				return m.Draining
+			}
+		}
+		return false
+	})
+}

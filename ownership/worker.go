@@ -31,19 +31,22 @@ type worker struct {
 	fn   WorkerFunc
 	opts workerOptions
 
-	notify chan struct{} // a new observation arrived (capacity 1)
-	stop   chan struct{} // closed by requestStop
-	done   chan struct{} // closed when run returns
+	notify  chan struct{} // a new observation arrived (capacity 1)
+	stop    chan struct{} // closed by requestStop
+	done    chan struct{} // closed when run returns
+	handoff chan string   // hand the worker over: stop, release, hold off (capacity 1)
 
-	mu       sync.Mutex
-	obs      observation
-	owns     bool
-	stopOnce sync.Once
+	mu        sync.Mutex
+	obs       observation
+	owns      bool
+	holdUntil time.Time // after a handoff, leave the worker to others until then
+	stopOnce  sync.Once
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
 	return &worker{e: e, name: name, fn: fn, opts: o,
-		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		handoff: make(chan string, 1)}
 }
 
 func (w *worker) requestStop() { w.stopOnce.Do(func() { close(w.stop) }) }
@@ -151,6 +154,12 @@ func (w *worker) run() {
 			}
 			continue
 		}
+		if hold := w.holdOff(); hold > 0 {
+			if !w.wait(hold) {
+				return
+			}
+			continue
+		}
 		switch {
 		case !o.present:
 			w.claim(o)
@@ -169,6 +178,26 @@ func (w *worker) run() {
 			}
 			w.clear(o, true)
 		}
+	}
+}
+
+// holdOff returns how long this node must leave the worker to others: after a handoff, and
+// while the node drains.
+func (w *worker) holdOff() time.Duration {
+	e := w.e
+	if e.isDraining() {
+		return e.cfg.TTL
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.holdUntil.Sub(e.cfg.Clock.Now())
+}
+
+// requestHandoff asks the owner loop to hand the worker over.
+func (w *worker) requestHandoff(reason string) {
+	select {
+	case w.handoff <- reason:
+	default:
 	}
 }
 
@@ -263,27 +292,49 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	defer renew.Stop()
 	var stopDeadline <-chan time.Time
 	stopping := false
+	handoff := ""
 	ended := ctx.Done()
+	var stopTimer Timer
+	defer func() {
+		if stopTimer != nil {
+			stopTimer.Stop()
+		}
+	}()
+	beginStop := func() {
+		stopping = true
+		ended = nil // the term now ends when the worker has stopped
+		cancel(ErrStopping)
+		stopTimer = clock.NewTimer(e.cfg.ShutdownGrace)
+		stopDeadline = stopTimer.C()
+	}
 
 	for {
 		select {
 		case <-w.stop:
-			if stopping {
-				continue
+			if !stopping {
+				beginStop()
 			}
-			stopping = true
-			ended = nil // the term now ends when the worker has stopped
-			cancel(ErrStopping)
-			t := clock.NewTimer(e.cfg.ShutdownGrace)
-			defer t.Stop()
-			stopDeadline = t.C()
+		case reason := <-w.handoff:
+			if !stopping {
+				handoff = reason
+				w.log().Info("handing over", "reason", reason)
+				beginStop()
+			}
 		case <-stopDeadline:
 			w.log().Error("worker did not stop within ShutdownGrace; leaving its claim to expire", "grace", e.cfg.ShutdownGrace)
 			return
 		case <-runDone:
 			runDone = nil
 			if stopping {
-				w.release(rev, token, "stop")
+				if handoff == "" {
+					w.release(rev, token, "stop")
+					return
+				}
+				e.metrics.Handoff(w.name)
+				w.mu.Lock()
+				w.holdUntil = clock.Now().Add(2 * e.cfg.RenewInterval)
+				w.mu.Unlock()
+				w.release(rev, token, handoff)
 				return
 			}
 			if ctx.Err() != nil {
