@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The control protocol: operator commands send a JSON request to the node concerned on
+// <ns>.ctl.<node>.<op> and get a JSON reply.
+type ctlRequest struct {
+	Worker string `json:"worker,omitempty"`
+	Drain  *bool  `json:"drain,omitempty"`
+}
+
+type ctlReply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	Info  string `json:"info,omitempty"`
+}
+
+func ctlSubject(ns, node, op string) string { return ns + ".ctl." + node + "." + op }
+
+type control struct {
+	sub *nats.Subscription
+}
+
+func startControl(d *daemon) (*control, error) {
+	subj := ctlSubject(d.cfg.Namespace, d.cfg.Node.Name, "*")
+	sub, err := d.nc.Subscribe(subj, func(m *nats.Msg) {
+		var req ctlRequest
+		reply := ctlReply{OK: true}
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			reply = ctlReply{Error: "request is not JSON: " + err.Error()}
+		} else if err := d.handleControl(m.Subject[len(subj)-1:], req, &reply); err != nil {
+			reply = ctlReply{Error: err.Error()}
+		}
+		b, _ := json.Marshal(reply)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to control requests: %w", err)
+	}
+	return &control{sub: sub}, nil
+}
+
+func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch op {
+	case "release":
+		if err := d.engine.Release(ctx, req.Worker); err != nil {
+			return err
+		}
+		reply.Info = fmt.Sprintf("worker %q released by %s", req.Worker, d.cfg.Node.Name)
+	case "drain":
+		on := req.Drain == nil || *req.Drain
+		d.engine.SetDraining(on)
+		if on {
+			reply.Info = fmt.Sprintf("node %s is draining: its workers move to other nodes", d.cfg.Node.Name)
+		} else {
+			reply.Info = fmt.Sprintf("node %s claims workers again", d.cfg.Node.Name)
+		}
+	default:
+		return fmt.Errorf("unknown control operation %q", op)
+	}
+	return nil
+}
+
+func (c *control) close() { _ = c.sub.Unsubscribe() }
+
+// ctlCall sends a control request and decodes the reply.
+func ctlCall(nc *nats.Conn, subject string, req ctlRequest, timeout time.Duration) (ctlReply, error) {
+	b, _ := json.Marshal(req)
+	m, err := nc.Request(subject, b, timeout)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return ctlReply{}, fmt.Errorf("no node answers on %s: is the node running and connected?", subject)
+	}
+	if err != nil {
+		return ctlReply{}, fmt.Errorf("request %s: %w", subject, err)
+	}
+	var r ctlReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return ctlReply{}, fmt.Errorf("reply from %s is not JSON: %w", subject, err)
+	}
+	if !r.OK {
+		return r, errors.New(r.Error)
+	}
+	return r, nil
+}

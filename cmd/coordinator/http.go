@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// promMetrics implements ownership.Metrics with Prometheus collectors.
+type promMetrics struct {
+	reg           *prometheus.Registry
+	owned         prometheus.Gauge
+	claimAttempts *prometheus.CounterVec
+	renewals      *prometheus.CounterVec
+	renewLatency  prometheus.Histogram
+	leaseLosses   *prometheus.CounterVec
+	takeovers     prometheus.Counter
+	handoffs      prometheus.Counter
+	jobRuns       *prometheus.CounterVec
+	events        *prometheus.CounterVec
+}
+
+func newPromMetrics() *promMetrics {
+	m := &promMetrics{
+		reg: prometheus.NewRegistry(),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "coordinator_workers_owned",
+			Help: "Workers this node holds a claim for."}),
+		claimAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_claim_attempts_total",
+			Help: "Claim attempts by result (won, conflict)."}, []string{"result"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_renewals_total",
+			Help: "Lease renewals by result (ok, conflict, error)."}, []string{"result"}),
+		renewLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "coordinator_renew_latency_seconds",
+			Help: "Time a renewal took, successful or not.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		leaseLosses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_lease_losses_total",
+			Help: "Leases lost by reason (deadline, lost)."}, []string{"reason"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "coordinator_takeovers_total",
+			Help: "Claims taken over after their owner stopped renewing."}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "coordinator_handoffs_total",
+			Help: "Workers handed over on purpose (release, drain, rebalance)."}),
+		jobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_job_runs_total",
+			Help: "Cron job runs by result."}, []string{"job", "result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_events_published_total",
+			Help: "Lifecycle events published, by kind and type."}, []string{"kind", "type"}),
+	}
+	m.reg.MustRegister(m.owned, m.claimAttempts, m.renewals, m.renewLatency, m.leaseLosses, m.takeovers,
+		m.handoffs, m.jobRuns, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *promMetrics) ClaimAttempt(_ string, won bool) {
+	if won {
+		m.claimAttempts.WithLabelValues("won").Inc()
+	} else {
+		m.claimAttempts.WithLabelValues("conflict").Inc()
+	}
+}
+
+func (m *promMetrics) Renewal(_ string, latency time.Duration, err error) {
+	m.renewLatency.Observe(latency.Seconds())
+	switch {
+	case err == nil:
+		m.renewals.WithLabelValues("ok").Inc()
+	case isConflict(err):
+		m.renewals.WithLabelValues("conflict").Inc()
+	default:
+		m.renewals.WithLabelValues("error").Inc()
+	}
+}
+
+func (m *promMetrics) LeaseLost(_ string, reason string) { m.leaseLosses.WithLabelValues(reason).Inc() }
+func (m *promMetrics) Takeover(string)                   { m.takeovers.Inc() }
+func (m *promMetrics) Handoff(string)                    { m.handoffs.Inc() }
+func (m *promMetrics) Owned(delta int)                   { m.owned.Add(float64(delta)) }
+func (m *promMetrics) EventPublished(kind, typ string)   { m.events.WithLabelValues(kind, typ).Inc() }
+func (m *promMetrics) JobRun(job, result string)         { m.jobRuns.WithLabelValues(job, result).Inc() }
+
+type httpServer struct {
+	srv  *http.Server
+	done chan struct{}
+	addr string
+}
+
+// startHTTP serves /healthz (the process is up), /readyz (the node can claim), /metrics and
+// /status (this node's view as JSON).
+func startHTTP(addr string, d *daemon) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if d.engine == nil || !d.engine.Ready() {
+			http.Error(w, "not ready: cannot claim yet (JetStream not reachable or claims not read)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		st, err := collectStatus(ctx, d.store)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	h := &httpServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{}), addr: ln.Addr().String()}
+	go func() {
+		defer close(h.done)
+		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server stopped", "err", err)
+		}
+	}()
+	d.log.Info("serving http", "addr", h.addr)
+	return h, nil
+}
+
+func (h *httpServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = h.srv.Shutdown(ctx)
+	<-h.done
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/jetcoord/coordinator/internal/config"
+	"github.com/jetcoord/coordinator/ownership"
+)
+
+var getenv = os.Getenv
+
+func releaseCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("release", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var conn natsFlags
+	conn.register(fs, defaultCLIURL())
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: coordinator release [flags] WORKER")
+		return 2
+	}
+	worker := fs.Arg(0)
+	nc, st, err := cliConnect(&conn)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	owner, err := ownership.LookupIn(ctx, st.Workers, worker)
+	if errors.Is(err, ownership.ErrNotOwned) {
+		fmt.Fprintf(stderr, "coordinator release: worker %q has no owner right now\n", worker)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
+		return 1
+	}
+	r, err := ctlCall(nc, ctlSubject(st.Namespace(), owner.Node, "release"), ctlRequest{Worker: worker}, 40*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, r.Info)
+	return 0
+}
+
+func drainCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var conn natsFlags
+	conn.register(fs, defaultCLIURL())
+	undo := fs.Bool("undo", false, "stop draining: the node claims workers again")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: coordinator drain [--undo] [flags] NODE")
+		return 2
+	}
+	nc, st, err := cliConnect(&conn)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator drain: %v\n", err)
+		return 1
+	}
+	defer nc.Close()
+	on := !*undo
+	r, err := ctlCall(nc, ctlSubject(st.Namespace(), fs.Arg(0), "drain"), ctlRequest{Drain: &on}, 10*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator drain: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, r.Info)
+	return 0
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file to validate")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" && fs.NArg() == 1 {
+		*path = fs.Arg(0)
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "usage: coordinator check --config FILE")
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d workers, %d jobs)\n", *path, len(cfg.Workers), len(cfg.Jobs))
+	return 0
+}

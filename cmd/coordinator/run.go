@@ -1,0 +1,456 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetcoord/coordinator/embedded"
+	"github.com/jetcoord/coordinator/internal/config"
+	"github.com/jetcoord/coordinator/kv"
+	"github.com/jetcoord/coordinator/ownership"
+	"github.com/jetcoord/coordinator/supervise"
+)
+
+// runFlags are the daemon's flags; each one set on the command line overrides the file.
+type runFlags struct {
+	fs       *flag.FlagSet
+	cfgPath  string
+	name     string
+	data     string
+	listen   string
+	http     string
+	weight   int
+	clListen string
+	peers    string
+	discover string
+	size     int
+	ttl      time.Duration
+	logLevel string
+	logFmt   string
+	conn     natsFlags
+}
+
+func newRunFlags(stderr io.Writer) *runFlags {
+	f := &runFlags{fs: flag.NewFlagSet("run", flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.cfgPath, "config", "", "YAML config file (workers, jobs, cluster settings)")
+	fs.StringVar(&f.name, "name", "", "node name (default: host name); also the embedded server's name")
+	fs.StringVar(&f.data, "data", "", "embedded JetStream store directory (default ./data)")
+	fs.StringVar(&f.listen, "listen", "", "embedded server's client address (default 127.0.0.1:4222)")
+	fs.StringVar(&f.http, "http", "", "serve /healthz, /readyz, /metrics and /status on HOST:PORT")
+	fs.IntVar(&f.weight, "weight", 0, "placement weight of this node (default 1)")
+	fs.StringVar(&f.clListen, "cluster-listen", "", "embedded clustering: route address HOST:PORT")
+	fs.StringVar(&f.peers, "peers", "", "embedded clustering: seed routes, comma separated HOST:PORT")
+	fs.StringVar(&f.discover, "discover", "", "embedded clustering: dns:NAME[:PORT] that lists the peers")
+	fs.IntVar(&f.size, "cluster-size", 0, "embedded clustering: expected number of servers (default: derived from --peers)")
+	fs.DurationVar(&f.ttl, "ttl", 0, "lease TTL (default 15s); the other timings follow from it unless set in the file")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&f.logFmt, "log-format", "", "auto, text or json (default auto: colours on a terminal, JSON otherwise)")
+	f.conn.register(fs, "")
+	return f
+}
+
+// apply overlays the flags that were set on cfg.
+func (f *runFlags) apply(cfg *config.File) {
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "name":
+			cfg.Node.Name = f.name
+		case "data":
+			cfg.Node.Data = f.data
+		case "listen":
+			cfg.Node.Listen = f.listen
+		case "http":
+			cfg.Node.HTTP = f.http
+		case "weight":
+			cfg.Node.Weight = f.weight
+		case "cluster-listen":
+			cfg.Cluster.Listen = f.clListen
+		case "peers":
+			cfg.Cluster.Peers = splitList(f.peers)
+		case "discover":
+			cfg.Cluster.Discover = f.discover
+		case "cluster-size":
+			cfg.Cluster.Size = f.size
+		case "ttl":
+			cfg.Timing = config.Timing{TTL: config.Duration(f.ttl), ShutdownGrace: cfg.Timing.ShutdownGrace}
+		case "log-level":
+			cfg.Log.Level = f.logLevel
+		case "log-format":
+			cfg.Log.Format = f.logFmt
+		case "namespace":
+			cfg.Namespace = f.conn.namespace
+		case "nats":
+			cfg.NATS.URL = f.conn.url
+		case "creds":
+			cfg.NATS.Creds = f.conn.creds
+		case "nkey":
+			cfg.NATS.NKey = f.conn.nkey
+		case "user":
+			cfg.NATS.User = f.conn.user
+		case "password":
+			cfg.NATS.Password = f.conn.password
+		case "token":
+			cfg.NATS.Token = f.conn.token
+		case "tls-ca":
+			cfg.NATS.TLS.CA = f.conn.ca
+		case "tls-cert":
+			cfg.NATS.TLS.Cert = f.conn.cert
+		case "tls-key":
+			cfg.NATS.TLS.Key = f.conn.key
+		}
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadConfig reads the file (if any) with the environment, then the flags, and validates.
+func (f *runFlags) loadConfig() (config.File, error) {
+	var cfg config.File
+	var err error
+	if f.cfgPath != "" {
+		cfg, err = config.Load(f.cfgPath)
+		if err != nil {
+			return cfg, err
+		}
+	} else {
+		cfg = config.Default()
+		if err := cfg.ApplyEnv(os.Getenv); err != nil {
+			return cfg, err
+		}
+	}
+	f.apply(&cfg)
+	cfg.SetDefaults()
+	return cfg, cfg.Validate()
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	f := newRunFlags(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return 2
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "coordinator run: unexpected argument %q (flags only; see 'coordinator run -h')\n", f.fs.Arg(0))
+		return 2
+	}
+	cfg, err := f.loadConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 2
+	}
+	d := &daemon{flags: f, cfg: cfg, log: log}
+	if err := d.run(); err != nil {
+		log.Error("coordinator stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// daemon is one running coordinator node.
+type daemon struct {
+	flags *runFlags
+	cfg   config.File
+	log   *slog.Logger
+
+	srv     *embedded.Server
+	nc      *nats.Conn
+	store   *kv.Store
+	engine  *ownership.Engine
+	metrics *promMetrics
+	http    *httpServer
+	ctl     *control
+
+	mu      sync.Mutex
+	workers map[string]config.Worker // registered supervised commands, by name
+	jobs    *jobRunner
+}
+
+func (d *daemon) ownershipConfig() ownership.Config {
+	t := d.cfg.Timing
+	return ownership.Config{
+		TTL:           time.Duration(t.TTL),
+		RenewInterval: time.Duration(t.RenewInterval),
+		RenewDeadline: time.Duration(t.RenewDeadline),
+		FenceGrace:    time.Duration(t.FenceGrace),
+		ShutdownGrace: time.Duration(t.ShutdownGrace),
+	}
+}
+
+func (d *daemon) run() error {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	// Signals during start-up: the first SIGTERM/SIGINT cancels, a second one exits.
+	startDone := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-startDone:
+				return
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					continue
+				}
+				if n++; n > 1 {
+					os.Exit(1)
+				}
+				stop()
+			}
+		}
+	}()
+	err := d.start(ctx)
+	close(startDone)
+	if err != nil {
+		d.shutdown()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	d.log.Info("coordinator running", "node", d.cfg.Node.Name, "namespace", d.cfg.Namespace,
+		"nats", d.nc.ConnectedUrlRedacted(), "workers", len(d.cfg.Workers), "jobs", len(d.cfg.Jobs),
+		"ttl", time.Duration(d.cfg.Timing.TTL).String())
+
+	for s := range sigs {
+		if s == syscall.SIGHUP {
+			d.reload()
+			continue
+		}
+		d.log.Info("shutting down: stopping workers and releasing claims (signal again to exit at once)", "signal", s.String())
+		go func() {
+			for s := range sigs {
+				if s != syscall.SIGHUP {
+					d.log.Warn("second signal: exiting now; supervised commands are killed by their watchdogs")
+					os.Exit(1)
+				}
+			}
+		}()
+		break
+	}
+	d.shutdown()
+	return nil
+}
+
+// start brings up NATS (embedded or external), the store and the engine. It keeps trying
+// until ctx ends when NATS or JetStream is not there yet.
+func (d *daemon) start(ctx context.Context) error {
+	cfg := d.cfg
+	d.metrics = newPromMetrics()
+	replicas := 1
+	if cfg.NATS.URL == "" {
+		ec := embedded.DefaultConfig()
+		ec.Name = cfg.Node.Name
+		ec.DataDir = cfg.Node.Data
+		ec.Listen = cfg.Node.Listen
+		ec.ClusterListen = cfg.Cluster.Listen
+		ec.Peers = cfg.Cluster.Peers
+		ec.Discover = cfg.Cluster.Discover
+		ec.ClusterSize = cfg.Cluster.Size
+		ec.Logger = d.log
+		srv, err := embedded.Start(ctx, ec)
+		if err != nil {
+			return fmt.Errorf("starting the embedded NATS server: %w", err)
+		}
+		d.srv = srv
+		if size := srv.ClusterSize(); size > 1 {
+			replicas = min(3, size)
+		}
+		nc, err := nats.Connect(srv.ClientURL(), nats.Name("coordinator "+cfg.Node.Name),
+			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("connecting to the embedded server: %w", err)
+		}
+		d.nc = nc
+		d.log.Info("embedded NATS server started", "client", srv.ClientURL(), "cluster", srv.ClusterURL(),
+			"expected_servers", max(1, srv.ClusterSize()))
+	} else {
+		nc, err := connectDaemon(ctx, cfg.NATS, cfg.Node.Name, d.log)
+		if err != nil {
+			return err
+		}
+		d.nc = nc
+	}
+
+	if err := d.openStore(ctx, replicas); err != nil {
+		return err
+	}
+	info := ownership.NodeInfo{Version: Version, Weight: cfg.Node.Weight}
+	if d.srv != nil {
+		info.Addresses = append(info.Addresses, d.srv.ClientURL())
+	}
+	engine, err := ownership.New(d.store, cfg.Node.Name, d.ownershipConfig(),
+		ownership.WithLogger(d.log), ownership.WithMetrics(d.metrics), ownership.WithNodeInfo(info))
+	if err != nil {
+		return err
+	}
+	d.engine = engine
+	d.workers = map[string]config.Worker{}
+	for _, w := range cfg.Workers {
+		if err := d.addWorker(w); err != nil {
+			return err
+		}
+	}
+	if cfg.Node.HTTP != "" {
+		h, err := startHTTP(cfg.Node.HTTP, d)
+		if err != nil {
+			return err
+		}
+		d.http = h
+	}
+	if err := engine.Start(ctx); err != nil {
+		return err
+	}
+	ctl, err := startControl(d)
+	if err != nil {
+		return err
+	}
+	d.ctl = ctl
+	jr, err := startJobs(ctx, d, cfg.Jobs)
+	if err != nil {
+		return err
+	}
+	d.jobs = jr
+	return nil
+}
+
+// openStore waits for JetStream and opens the buckets, retrying with short per-attempt
+// timeouts and a clear log line while nothing answers.
+func (d *daemon) openStore(ctx context.Context, replicas int) error {
+	var lastLog time.Time
+	wait := 250 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: replicas})
+		cancel()
+		if err == nil {
+			d.store = st
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, kv.ErrInvalidName) {
+			return err
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			msg := "waiting for JetStream"
+			if d.srv != nil && d.srv.ClusterSize() > 1 {
+				msg = fmt.Sprintf("waiting for JetStream: a new cluster starts once %d servers are up", d.srv.ClusterSize())
+			}
+			d.log.Warn(msg, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 3*time.Second)
+	}
+}
+
+// addWorker registers a supervised command with the engine.
+func (d *daemon) addWorker(w config.Worker) error {
+	opts := []ownership.WorkerOption{}
+	switch w.Restart {
+	case config.RestartOnFailure:
+		opts = append(opts, ownership.WithRestart(ownership.RestartOnFailure))
+	case config.RestartNever:
+		opts = append(opts, ownership.WithRestart(ownership.RestartNever))
+	}
+	if err := d.engine.Register(w.Name, d.supervised(w), opts...); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.workers[w.Name] = w
+	d.mu.Unlock()
+	return nil
+}
+
+// supervised returns the worker function that runs w's command under its watchdog.
+func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
+	return func(ctx context.Context, lease *ownership.Lease) error {
+		spec := supervise.Spec{
+			Name:       w.Name,
+			Command:    w.Command[0],
+			Args:       w.Command[1:],
+			Env:        append(envList(w.Env), "COORD_WORKER="+w.Name, "COORD_NODE="+d.cfg.Node.Name, fmt.Sprintf("COORD_TOKEN=%d", lease.Token())),
+			Dir:        w.Dir,
+			StopSignal: syscall.Signal(w.StopSignal),
+			StopGrace:  time.Duration(w.StopGrace),
+			FenceGrace: d.engine.Config().FenceGrace,
+			Logger:     d.log,
+		}
+		err := supervise.Run(ctx, spec, lease)
+		if errors.Is(err, supervise.ErrFenced) {
+			d.log.Warn("command stopped by its watchdog at the lease deadline", "worker", w.Name, "token", lease.Token())
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+func envList(m map[string]string) []string {
+	out := make([]string, 0, len(m)+3)
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// shutdown stops everything in order: jobs and workers (releasing claims), the control and
+// HTTP endpoints, the connection, the embedded server.
+func (d *daemon) shutdown() {
+	if d.jobs != nil {
+		d.jobs.close()
+	}
+	if d.engine != nil {
+		_ = d.engine.Close()
+	}
+	if d.ctl != nil {
+		d.ctl.close()
+	}
+	if d.http != nil {
+		d.http.close()
+	}
+	if d.nc != nil {
+		_ = d.nc.FlushTimeout(2 * time.Second)
+		d.nc.Close()
+	}
+	if d.srv != nil {
+		d.srv.Shutdown()
+	}
+	d.log.Info("coordinator stopped")
+}
