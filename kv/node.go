@@ -19,6 +19,10 @@ type NodeRecord struct {
 	Capacity int `json:"capacity"`
 	// Draining nodes hold and claim no workers.
 	Draining bool `json:"draining,omitempty"`
+	// Workers is a digest of the names the node registered. Nodes with the same digest
+	// compute the same placement, so an owner hands a worker to its preferred node only when
+	// that node registered it too.
+	Workers string `json:"workers,omitempty"`
 }
 
 // Encode returns the record's JSON.

@@ -28,6 +28,16 @@ type Config struct {
 	// RestartBackoffMax and resets after a run of a minute. Defaults 500ms and 30s.
 	RestartBackoff    time.Duration
 	RestartBackoffMax time.Duration
+	// ClaimGrace: a node that is not the preferred node for a worker claims it only after it
+	// stayed unowned this long, so that the preferred node gets it and a worker whose
+	// preferred node is down still runs. Default 2×RenewInterval (6s).
+	ClaimGrace time.Duration
+	// RebalanceDelay: after membership changes, owners wait until it has been quiet this
+	// long before handing workers to their new preferred nodes; flapping membership causes
+	// no churn. Default 2×RenewInterval (6s).
+	RebalanceDelay time.Duration
+	// RebalanceRate bounds handoffs per second per node during a rebalance. Default 50.
+	RebalanceRate float64
 	// Clock is the time source. Default RealClock.
 	Clock Clock
 }
@@ -66,6 +76,15 @@ func (c *Config) derive() {
 	if c.RestartBackoffMax == 0 {
 		c.RestartBackoffMax = 30 * time.Second
 	}
+	if c.ClaimGrace == 0 {
+		c.ClaimGrace = 2 * c.RenewInterval
+	}
+	if c.RebalanceDelay == 0 {
+		c.RebalanceDelay = 2 * c.RenewInterval
+	}
+	if c.RebalanceRate == 0 {
+		c.RebalanceRate = 50
+	}
 	if c.Clock == nil {
 		c.Clock = RealClock{}
 	}
@@ -90,6 +109,8 @@ func (c Config) Validate() error {
 		return bad("FenceGrace %v must be positive and RenewDeadline + FenceGrace (%v) shorter than TTL %v", c.FenceGrace, c.RenewDeadline+c.FenceGrace, c.TTL)
 	case c.ShutdownGrace <= 0:
 		return bad("ShutdownGrace %v must be positive", c.ShutdownGrace)
+	case c.ClaimGrace < 0 || c.RebalanceDelay < 0 || c.RebalanceRate <= 0:
+		return bad("ClaimGrace %v and RebalanceDelay %v must not be negative, RebalanceRate %v must be positive", c.ClaimGrace, c.RebalanceDelay, c.RebalanceRate)
 	case c.RestartBackoff <= 0 || c.RestartBackoffMax < c.RestartBackoff:
 		return bad("RestartBackoff %v must be positive and at most RestartBackoffMax %v", c.RestartBackoff, c.RestartBackoffMax)
 	}

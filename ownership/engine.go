@@ -134,10 +134,14 @@ type Engine struct {
 	info          NodeInfo
 	started0      time.Time
 	members       map[string]Member
-	memberRenewed time.Time     // send time of the last successful membership write
-	memberStop    chan struct{} // closed by Close after the workers stopped
-	memberPoke    chan struct{} // write the membership record now (capacity 1)
+	memberRenewed time.Time       // send time of the last successful membership write
+	memberStop    chan struct{}   // closed by Close after the workers stopped
+	memberWrite   chan chan error // write the membership record now and reply
 	draining      bool
+	membersSynced chan struct{}
+	assignment    map[string]string // cached placement; nil = recompute
+	digest        string            // cached namesDigest; "" = recompute
+	rebalanceKick chan struct{}     // membership changed (capacity 1)
 
 	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
 	// stuck renew loop still fences.
@@ -177,7 +181,10 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		started0:    cfg.Clock.Now().UTC(),
 		members:     map[string]Member{},
 		memberStop:  make(chan struct{}),
-		memberPoke:  make(chan struct{}, 1),
+		memberWrite: make(chan chan error),
+
+		membersSynced: make(chan struct{}),
+		rebalanceKick: make(chan struct{}, 1),
 	}
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
@@ -219,6 +226,7 @@ func (e *Engine) Register(name string, fn WorkerFunc, opts ...WorkerOption) erro
 	}
 	w := newWorker(e, name, fn, o)
 	e.workers[name] = w
+	e.placementChanged()
 	if e.started {
 		e.goFunc(w.run)
 	}
@@ -232,6 +240,7 @@ func (e *Engine) Unregister(ctx context.Context, name string) error {
 	w, ok := e.workers[name]
 	if ok {
 		delete(e.workers, name)
+		e.placementChanged()
 	}
 	started := e.started
 	e.mu.Unlock()
@@ -266,17 +275,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.started = true
 	e.goFunc(e.keepMembership)
 	e.goFunc(e.watchMembers)
+	e.goFunc(e.rebalance)
 	e.goFunc(e.watchClaims)
 	for _, w := range e.workers {
 		e.goFunc(w.run)
 	}
 	e.mu.Unlock()
-	select {
-	case <-e.synced:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: reading current claims: %w", kv.ErrUnavailable, ctx.Err())
+	for _, ch := range []chan struct{}{e.membersSynced, e.synced} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: reading current members and claims: %w", kv.ErrUnavailable, ctx.Err())
+		}
 	}
+	return nil
 }
 
 // Close stops every worker this node runs, releases their claims and stops the engine. It
@@ -339,17 +351,22 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 // SetDraining turns draining on or off. A draining node hands over every worker it owns and
 // claims none until draining is turned off; its membership record says so, so that placement
 // leaves it out.
-func (e *Engine) SetDraining(on bool) {
+func (e *Engine) SetDraining(ctx context.Context, on bool) {
 	e.mu.Lock()
 	e.draining = on
+	e.placementChanged()
+	started := e.started
 	ws := make([]*worker, 0, len(e.workers))
 	for _, w := range e.workers {
 		ws = append(ws, w)
 	}
 	e.mu.Unlock()
-	select {
-	case e.memberPoke <- struct{}{}:
-	default:
+	// Others must see the drain before the workers come free, or they place them on us.
+	if !started {
+		return
+	}
+	if err := e.writeMembership(ctx); err != nil {
+		e.log.Warn("could not publish the drain in the membership record; handing over anyway", "err", err)
 	}
 	for _, w := range ws {
 		if on && w.owning() {
@@ -450,8 +467,20 @@ func (e *Engine) isDraining() bool {
 	return e.draining
 }
 
-// membersChanged is called when a node joined, left or changed its record.
-func (e *Engine) membersChanged() {}
+// membersChanged is called when a node joined, left or changed its record: waiting
+// contenders recompute their placement, owners rebalance after a quiet period.
+func (e *Engine) membersChanged() {
+	e.kickRebalance()
+	e.mu.Lock()
+	ws := make([]*worker, 0, len(e.workers))
+	for _, w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		w.poke()
+	}
+}
 
 func (e *Engine) publish(ev Event) {
 	if e.events != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -114,6 +115,23 @@ func (r *runs) checkNoOverlap(t *testing.T) {
 	}
 }
 
+// nameFor returns a worker name for which want is the preferred node among nodes (all of
+// weight 1), so that placement does not move it in tests about something else.
+func nameFor(prefix, want string, nodes ...string) string {
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		best, bestScore := "", 0.0
+		for _, n := range nodes {
+			if s := score(name, n, 1); best == "" || s > bestScore {
+				best, bestScore = n, s
+			}
+		}
+		if best == want {
+			return name
+		}
+	}
+}
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -128,12 +146,13 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 func TestExactlyOneOwner(t *testing.T) {
 	srv := natstest.Run(t)
 	var r runs
-	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("billing", r.worker("a")) })
+	billing := nameFor("billing", "a", "a", "b")
+	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(billing, r.worker("a")) })
 	waitFor(t, "a to run billing", 5*time.Second, func() bool { return len(r.running()) == 1 })
-	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("billing", r.worker("b")) })
+	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(billing, r.worker("b")) })
 
 	// The seed's {:error, {:already_registered, pid}}: b learns who owns it.
-	owner, err := b.e.Lookup(context.Background(), "billing")
+	owner, err := b.e.Lookup(context.Background(), billing)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +170,7 @@ func TestExactlyOneOwner(t *testing.T) {
 	if got := b.e.Owned(); len(got) != 0 {
 		t.Fatalf("b.Owned() = %v", got)
 	}
-	owner2, _ := b.e.Lookup(context.Background(), "billing")
+	owner2, _ := b.e.Lookup(context.Background(), billing)
 	if owner2.Token != owner.Token {
 		t.Fatalf("token changed on renewal: %d -> %d", owner.Token, owner2.Token)
 	}
@@ -159,10 +178,11 @@ func TestExactlyOneOwner(t *testing.T) {
 
 func TestGracefulHandoff(t *testing.T) {
 	srv := natstest.Run(t)
+	w := nameFor("w", "a", "a", "b")
 	var r runs
-	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("a")) })
+	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("a")) })
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
-	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("b")) })
+	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
 	closed := time.Now()
 	if err := a.e.Close(); err != nil {
 		t.Fatal(err)
@@ -184,10 +204,11 @@ func TestGracefulHandoff(t *testing.T) {
 // worker at the renew deadline, before the other node takes over after the TTL.
 func TestCutOffOwnerFencesBeforeTakeover(t *testing.T) {
 	srv := natstest.Run(t)
+	w := nameFor("w", "a", "a", "b")
 	var r runs
-	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("a")) })
+	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("a")) })
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
-	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("b")) })
+	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
 	first := r.snapshot()[0]
 
 	cut := time.Now()
@@ -212,6 +233,7 @@ func TestCutOffOwnerFencesBeforeTakeover(t *testing.T) {
 // worker's context at the deadline, and the takeover happens after it.
 func TestBlockedRenewLoopStillFences(t *testing.T) {
 	srv := natstest.Run(t)
+	w := nameFor("w", "a", "a", "b")
 	var r runs
 	block := make(chan struct{})
 	var blocked atomic.Bool
@@ -221,11 +243,11 @@ func TestBlockedRenewLoopStillFences(t *testing.T) {
 				<-block
 			}
 		}
-		_ = e.Register("w", r.worker("a"))
+		_ = e.Register(w, r.worker("a"))
 	})
 	_ = a
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
-	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("b")) })
+	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
 	blocked.Store(true)
 	waitFor(t, "b to take over", 3*testTTL, func() bool {
 		l := r.running()
@@ -237,10 +259,13 @@ func TestBlockedRenewLoopStillFences(t *testing.T) {
 		t.Errorf("a's worker ended with %v, want ErrLeaseExpired", l[0].cause)
 	}
 	r.checkNoOverlap(t)
-	// Unblocked, a sees the claim is b's and does not run the worker again.
+	// Unblocked, a sees the claim is b's and does not start the worker on its own; placement
+	// may hand it back to a later, in a new term, after b stopped it.
 	time.Sleep(testTTL)
-	if n := len(r.snapshot()); n != 2 {
-		t.Fatalf("%d runs after a recovered, want 2: %+v", n, r.snapshot())
+	r.checkNoOverlap(t)
+	l = r.snapshot()
+	if len(l) > 2 && !errors.Is(l[1].cause, ErrStopping) {
+		t.Fatalf("a ran the worker again without a handoff from b: %+v", l)
 	}
 }
 
@@ -396,19 +421,20 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 
 func TestReleaseHandsOver(t *testing.T) {
 	srv := natstest.Run(t)
+	w := nameFor("w", "a", "a", "b")
 	var r runs
-	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("a")) })
+	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("a")) })
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
-	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("w", r.worker("b")) })
-	if err := b.e.Release(context.Background(), "w"); !errors.Is(err, ErrNotOwned) {
+	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
+	if err := b.e.Release(context.Background(), w); !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Release on a non-owner = %v, want ErrNotOwned", err)
 	}
-	if err := a.e.Release(context.Background(), "w"); err != nil {
+	if err := a.e.Release(context.Background(), w); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "b to run w", testTTL, func() bool { l := r.running(); return len(l) == 1 && l[0].node == "b" })
 	// Drain b: the worker comes back to a, and b claims nothing while draining.
-	b.e.SetDraining(true)
+	b.e.SetDraining(context.Background(), true)
 	waitFor(t, "a to run w again", testTTL, func() bool { l := r.running(); return len(l) == 1 && l[0].node == "a" })
 	r.checkNoOverlap(t)
 	waitFor(t, "b's record to say draining", testTTL, func() bool {

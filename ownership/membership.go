@@ -45,7 +45,8 @@ func (e *Engine) Ready() bool {
 func (e *Engine) nodeRecord() kv.NodeRecord {
 	now := e.cfg.Clock.Now().UTC()
 	return kv.NodeRecord{Node: e.node, Incarnation: e.incarnation, Addresses: e.info.Addresses,
-		Version: e.info.Version, Started: e.started0, Renewed: now, Capacity: e.info.Weight, Draining: e.isDraining()}
+		Version: e.info.Version, Started: e.started0, Renewed: now, Capacity: e.info.Weight, Draining: e.isDraining(),
+		Workers: e.namesDigest()}
 }
 
 // keepMembership writes this node's record and renews it every RenewInterval until the
@@ -53,67 +54,99 @@ func (e *Engine) nodeRecord() kv.NodeRecord {
 // compare-and-set.
 func (e *Engine) keepMembership() {
 	var rev uint64
-	wait := func(d time.Duration) bool {
-		t := e.cfg.Clock.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-e.memberStop:
-			return false
-		case <-e.memberPoke:
-			return true
-		case <-t.C():
-			return true
-		}
-	}
+	var reply chan error // a writeMembership caller waiting for this write
 	for {
-		sent := e.cfg.Clock.Now()
-		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-		var err error
-		rec := e.nodeRecord().Encode()
-		if rev == 0 {
-			rev, err = e.store.Nodes.Create(ctx, e.node, rec, e.cfg.TTL)
-			if errors.Is(err, kv.ErrExists) {
-				var cur kv.Entry
-				if cur, err = e.store.Nodes.Get(ctx, e.node); err == nil {
-					if r, derr := kv.DecodeNode(e.node, cur.Value); derr == nil && r.Incarnation != e.incarnation {
-						e.log.Info("taking over the node record of an earlier incarnation", "incarnation", r.Incarnation)
-					}
-					rev, err = e.store.Nodes.Update(ctx, e.node, rec, cur.Revision, e.cfg.TTL)
-				}
-			}
-			if err == nil {
-				e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
-			}
-		} else {
-			var nrev uint64
-			nrev, err = e.store.Nodes.Update(ctx, e.node, rec, rev, e.cfg.TTL)
-			if errors.Is(err, kv.ErrConflict) {
-				e.log.Error("this node's membership record was written by someone else: is another process using the same node name?")
-				rev = 0
-			} else if err == nil {
-				rev = nrev
-			}
+		err := e.renewMembership(&rev)
+		if reply != nil {
+			reply <- err
+			reply = nil
 		}
-		cancel()
 		next := e.cfg.RenewInterval
 		if err != nil {
 			e.log.Debug("membership renewal failed", "err", err)
 			next = e.cfg.RenewInterval / 4
-		} else {
-			e.mu.Lock()
-			e.memberRenewed = sent
-			e.mu.Unlock()
 		}
-		if !wait(next) {
-			break
+		t := e.cfg.Clock.NewTimer(next)
+		select {
+		case <-e.memberStop:
+			t.Stop()
+			e.leave(rev)
+			return
+		case reply = <-e.memberWrite:
+		case <-t.C():
+		}
+		t.Stop()
+	}
+}
+
+// renewMembership writes this node's record once.
+func (e *Engine) renewMembership(rev *uint64) error {
+	sent := e.cfg.Clock.Now()
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+	defer cancel()
+	rec := e.nodeRecord().Encode()
+	var err error
+	if *rev == 0 {
+		*rev, err = e.store.Nodes.Create(ctx, e.node, rec, e.cfg.TTL)
+		if errors.Is(err, kv.ErrExists) {
+			var cur kv.Entry
+			if cur, err = e.store.Nodes.Get(ctx, e.node); err == nil {
+				if r, derr := kv.DecodeNode(e.node, cur.Value); derr == nil && r.Incarnation != e.incarnation {
+					e.log.Info("taking over the node record of an earlier incarnation", "incarnation", r.Incarnation)
+				}
+				*rev, err = e.store.Nodes.Update(ctx, e.node, rec, cur.Revision, e.cfg.TTL)
+			}
+		}
+		if err == nil {
+			e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
+		}
+	} else {
+		var nrev uint64
+		nrev, err = e.store.Nodes.Update(ctx, e.node, rec, *rev, e.cfg.TTL)
+		switch {
+		case errors.Is(err, kv.ErrConflict):
+			e.log.Error("this node's membership record was written by someone else: is another process using the same node name?")
+			*rev = 0
+		case err == nil:
+			*rev = nrev
 		}
 	}
-	if rev != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := e.store.Nodes.Delete(ctx, e.node, rev); err == nil {
-			e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
-		}
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.memberRenewed = sent
+	e.mu.Unlock()
+	return nil
+}
+
+// writeMembership writes this node's record now and waits for the result.
+func (e *Engine) writeMembership(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case e.memberWrite <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.memberStop:
+		return ErrClosed
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leave deletes this node's record on a graceful stop.
+func (e *Engine) leave(rev uint64) {
+	if rev == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := e.store.Nodes.Delete(ctx, e.node, rev); err == nil {
+		e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
 	}
 }
 
@@ -129,8 +162,23 @@ func (e *Engine) watchMembers() {
 			}
 			continue
 		}
-		for c := range w.Changes() {
-			e.applyMember(c)
+		synced := w.Synced()
+	loop:
+		for {
+			select {
+			case <-synced:
+				synced = nil
+				select {
+				case <-e.membersSynced:
+				default:
+					close(e.membersSynced)
+				}
+			case c, ok := <-w.Changes():
+				if !ok {
+					break loop
+				}
+				e.applyMember(c)
+			}
 		}
 		w.Stop()
 	}
@@ -151,8 +199,12 @@ func (e *Engine) applyMember(c kv.Change) {
 	default:
 		delete(e.members, c.Key)
 	}
-	changed := !had || c.Op != kv.OpPut || prev.Draining != e.members[c.Key].Draining ||
-		prev.Capacity != e.members[c.Key].Capacity || prev.Incarnation != e.members[c.Key].Incarnation
+	cur := e.members[c.Key]
+	changed := !had || c.Op != kv.OpPut || prev.Draining != cur.Draining || prev.Capacity != cur.Capacity ||
+		prev.Incarnation != cur.Incarnation || prev.Workers != cur.Workers
+	if changed {
+		e.placementChanged()
+	}
 	first := e.firstMember()
 	e.mu.Unlock()
 	if c.Op == kv.OpExpire && had && first == e.node {

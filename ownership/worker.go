@@ -101,6 +101,14 @@ func (w *worker) observe(o observation) {
 	}
 }
 
+// poke wakes the worker's loop to look at its state again.
+func (w *worker) poke() {
+	select {
+	case w.notify <- struct{}{}:
+	default:
+	}
+}
+
 func (w *worker) snapshot() observation {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -162,6 +170,13 @@ func (w *worker) run() {
 		}
 		switch {
 		case !o.present:
+			// The preferred node claims at once, the others after the claim grace.
+			if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 {
+				if !w.wait(left) {
+					return
+				}
+				continue
+			}
 			w.claim(o)
 		case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
 			// Our own claim from a term that ended (fenced, or a Create whose reply was lost).
@@ -218,6 +233,10 @@ func (w *worker) claim(o observation) {
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, Reason: "ttl"})
 		}
 		c.Token = rev
+		if e.Preferred(w.name) != e.node {
+			// Claimed as a fallback: once things settle, hand it to its preferred node.
+			e.kickRebalance()
+		}
 		w.term(rev, c, sent)
 	case errors.Is(err, kv.ErrExists):
 		e.metrics.ClaimAttempt(w.name, false)
@@ -331,8 +350,10 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 					return
 				}
 				e.metrics.Handoff(w.name)
+				e.publish(Event{Kind: KindWorker, Type: EventMoved, Name: w.name, Token: token, Reason: handoff,
+					From: e.node, To: e.Preferred(w.name)})
 				w.mu.Lock()
-				w.holdUntil = clock.Now().Add(2 * e.cfg.RenewInterval)
+				w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
 				w.mu.Unlock()
 				w.release(rev, token, handoff)
 				return

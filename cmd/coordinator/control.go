@@ -59,7 +59,7 @@ func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error
 		reply.Info = fmt.Sprintf("worker %q released by %s", req.Worker, d.cfg.Node.Name)
 	case "drain":
 		on := req.Drain == nil || *req.Drain
-		d.engine.SetDraining(on)
+		d.engine.SetDraining(ctx, on)
 		if on {
 			reply.Info = fmt.Sprintf("node %s is draining: its workers move to other nodes", d.cfg.Node.Name)
 		} else {

@@ -21,7 +21,7 @@ func startJobs(ctx context.Context, d *daemon, jobs []config.Job) (*jobRunner, e
 }
 
 func (j *jobRunner) reload(ctx context.Context, jobs []config.Job) int { return 0 }
-func (j *jobRunner) close()                                             {}
+func (j *jobRunner) close()                                            {}
 
 func jobsCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)

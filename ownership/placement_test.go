@@ -1,0 +1,268 @@
+package ownership
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcoord/coordinator/internal/natstest"
+	"github.com/jetcoord/coordinator/kv"
+)
+
+// fleet records the runs of many workers over several nodes.
+type fleet struct {
+	mu   sync.Mutex
+	runs map[string]*runs
+}
+
+func newFleet() *fleet { return &fleet{runs: map[string]*runs{}} }
+
+func (f *fleet) of(name string) *runs {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.runs[name]
+	if r == nil {
+		r = &runs{}
+		f.runs[name] = r
+	}
+	return r
+}
+
+func (f *fleet) register(names []string, node string) func(*Engine) {
+	return func(e *Engine) {
+		for _, n := range names {
+			_ = e.Register(n, f.of(n).worker(node))
+		}
+	}
+}
+
+// perNode counts running workers by node; it fails the test if a worker runs twice.
+func (f *fleet) perNode(t *testing.T, names []string) (map[string]int, int) {
+	t.Helper()
+	count := map[string]int{}
+	total := 0
+	for _, n := range names {
+		l := f.of(n).running()
+		if len(l) > 1 {
+			t.Fatalf("worker %s runs %d times: %+v", n, len(l), l)
+		}
+		if len(l) == 1 {
+			count[l[0].node]++
+			total++
+		}
+	}
+	return count, total
+}
+
+func (f *fleet) checkNoOverlap(t *testing.T, names []string) {
+	t.Helper()
+	for _, n := range names {
+		f.of(n).checkNoOverlap(t)
+	}
+}
+
+// startTogether starts one engine per name at the same moment.
+func startTogether(t *testing.T, srv *natstest.Server, cfg Config, register func(string) func(*Engine), nodes ...string) []*node {
+	t.Helper()
+	out := make([]*node, len(nodes))
+	for i, n := range nodes {
+		nc := srv.Connect()
+		st, err := kv.Open(context.Background(), nc, kv.Options{Namespace: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(st, n, cfg, WithLogger(quiet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		register(n)(e)
+		t.Cleanup(func() { _ = e.Close() })
+		out[i] = &node{name: n, nc: nc, e: e}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(out))
+	for i, x := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			errs[i] = x.e.Start(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func names(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("tenant-%04d", i)
+	}
+	return out
+}
+
+// balanced reports whether every node in nodes runs within ±tol of total/len(nodes).
+func balanced(count map[string]int, total int, tol float64, nodes ...string) bool {
+	want := float64(total) / float64(len(nodes))
+	for _, n := range nodes {
+		if c := float64(count[n]); c < want*(1-tol) || c > want*(1+tol) {
+			return false
+		}
+	}
+	return true
+}
+
+const fleetTTL = 5 * time.Second // 1,000 workers per node renew every second
+
+func TestSpreadAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 workers")
+	}
+	srv := natstest.Run(t)
+	ws := names(1000)
+	f := newFleet()
+	startTogether(t, srv, ConfigForTTL(fleetTTL), func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
+	var count map[string]int
+	waitFor(t, "all 1,000 workers to run", 60*time.Second, func() bool {
+		var total int
+		count, total = f.perNode(t, ws)
+		return total == len(ws) && balanced(count, total, 0.01, "a", "b", "c")
+	})
+	t.Logf("per node: %v", count)
+	f.checkNoOverlap(t, ws)
+}
+
+// Rolling start (1 node, then 2, then 3) converges to the same balance with no worker ever
+// running twice.
+func TestRollingStartRebalances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many workers")
+	}
+	srv := natstest.Run(t)
+	ws := names(300)
+	f := newFleet()
+	cfg := ConfigForTTL(fleetTTL)
+	startNode(t, srv, "a", cfg, f.register(ws, "a"))
+	waitFor(t, "a to run everything", 30*time.Second, func() bool { _, n := f.perNode(t, ws); return n == len(ws) })
+	startNode(t, srv, "b", cfg, f.register(ws, "b"))
+	waitFor(t, "a and b to share", 60*time.Second, func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && balanced(c, n, 0.02, "a", "b")
+	})
+	start := time.Now()
+	startNode(t, srv, "c", cfg, f.register(ws, "c"))
+	var count map[string]int
+	waitFor(t, "three to share", 60*time.Second, func() bool {
+		var n int
+		count, n = f.perNode(t, ws)
+		return n == len(ws) && balanced(count, n, 0.02, "a", "b", "c")
+	})
+	t.Logf("converged %v after the third node joined: %v", time.Since(start).Round(time.Millisecond), count)
+	f.checkNoOverlap(t, ws)
+}
+
+// A crashed node's workers spread over all survivors, not onto one.
+func TestCrashSpreadsOverSurvivors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many workers")
+	}
+	srv := natstest.Run(t)
+	ws := names(300)
+	f := newFleet()
+	nodes := startTogether(t, srv, ConfigForTTL(fleetTTL), func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
+	waitFor(t, "balance", 60*time.Second, func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+	})
+	before, _ := f.perNode(t, ws)
+	crash := time.Now()
+	nodes[2].nc.Close() // c is cut off: to the others it crashed
+	var count map[string]int
+	waitFor(t, "survivors to run everything", 60*time.Second, func() bool {
+		var n int
+		count, n = f.perNode(t, ws)
+		return n == len(ws) && count["c"] == 0
+	})
+	t.Logf("all workers running again %v after the crash: %v (before %v)", time.Since(crash).Round(time.Millisecond), count, before)
+	gainA, gainB := count["a"]-before["a"], count["b"]-before["b"]
+	if gainA < before["c"]/4 || gainB < before["c"]/4 {
+		t.Errorf("c's %d workers went %d to a and %d to b: not spread", before["c"], gainA, gainB)
+	}
+	f.checkNoOverlap(t, ws)
+}
+
+// Drain: the drained node ends with no workers, the others absorb them, nothing overlaps;
+// undrained, it gets its share back.
+func TestDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many workers")
+	}
+	srv := natstest.Run(t)
+	ws := names(300)
+	f := newFleet()
+	nodes := startTogether(t, srv, ConfigForTTL(fleetTTL), func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
+	waitFor(t, "balance", 60*time.Second, func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+	})
+	start := time.Now()
+	nodes[0].e.SetDraining(context.Background(), true)
+	var count map[string]int
+	var n int
+	waitFor(t, "a drained", 60*time.Second, func() bool {
+		count, n = f.perNode(t, ws)
+		ok := n == len(ws) && count["a"] == 0 && balanced(count, n, 0.02, "b", "c")
+		if !ok && time.Since(start) > 55*time.Second {
+			t.Logf("still: %v running %d, a owns %v", count, n, nodes[0].e.Owned())
+		}
+		return ok
+	})
+	t.Logf("drained in %v: %v", time.Since(start).Round(time.Millisecond), count)
+	if got := nodes[0].e.Owned(); len(got) != 0 {
+		t.Fatalf("a still owns %d workers", len(got))
+	}
+	nodes[0].e.SetDraining(context.Background(), false)
+	waitFor(t, "a back in", 60*time.Second, func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+	})
+	f.checkNoOverlap(t, ws)
+}
+
+func TestAssignmentIsBalancedAndWeighted(t *testing.T) {
+	e := &Engine{node: "a", info: NodeInfo{Weight: 1}, workers: map[string]*worker{}, members: map[string]Member{}}
+	for _, n := range names(1000) {
+		e.workers[n] = nil
+	}
+	e.members["b"] = Member{NodeRecord: kv.NodeRecord{Node: "b", Capacity: 1}}
+	e.members["c"] = Member{NodeRecord: kv.NodeRecord{Node: "c", Capacity: 2}}
+	count := map[string]int{}
+	for _, to := range e.assign() {
+		count[to]++
+	}
+	if count["a"] != 250 || count["b"] != 250 || count["c"] != 500 {
+		t.Fatalf("weights 1:1:2 over 1,000 names gave %v", count)
+	}
+	// Adding a node moves only about a quarter of the names.
+	before := e.assign()
+	e.members["d"] = Member{NodeRecord: kv.NodeRecord{Node: "d", Capacity: 2}}
+	after := e.assign()
+	moved := 0
+	for n, to := range before {
+		if after[n] != to {
+			moved++
+		}
+	}
+	if moved > 450 {
+		t.Fatalf("adding a node of weight 2 (1/3 of the total) moved %d of 1,000 names", moved)
+	}
+	t.Logf("moved %d of 1,000 names when a third of the capacity joined", moved)
+}
