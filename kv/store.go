@@ -55,6 +55,7 @@ type Store struct {
 	Workers *Bucket
 	Nodes   *Bucket
 	Jobs    *Bucket
+	State   *Bucket
 }
 
 // markerTTL is how long expiry and delete markers stay in a bucket. Watchers must see them;
@@ -86,6 +87,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.Workers, "workers", jetstream.KeyValueConfig{Description: "coordinator: worker claims"}},
 		{&s.Nodes, "nodes", jetstream.KeyValueConfig{Description: "coordinator: node membership"}},
 		{&s.Jobs, "jobs", jetstream.KeyValueConfig{Description: "coordinator: cron tick claims and runs", TTL: opts.JobRetention}},
+		{&s.State, "state", jetstream.KeyValueConfig{Description: "coordinator: worker state checkpoints", MaxValueSize: MaxStateRecord}},
 	}
 	for _, b := range buckets {
 		cfg := b.cfg

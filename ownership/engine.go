@@ -36,6 +36,7 @@ const (
 
 type workerOptions struct {
 	restart RestartPolicy
+	handler Handler
 }
 
 // WorkerOption configures one registered worker.

@@ -20,14 +20,15 @@ const (
 
 // Worker event types.
 const (
-	EventClaimed  = "claimed"  // this node began an ownership term
-	EventStarted  = "started"  // the worker function or command started
-	EventStopped  = "stopped"  // it returned or was stopped on purpose
-	EventReleased = "released" // the claim was deleted on purpose
-	EventExpired  = "expired"  // a claim ran out without renewal and was cleared by the next owner
-	EventLost     = "lost"     // the owner lost its lease (deadline passed or claim taken)
-	EventFailed   = "failed"   // the worker returned an error or panicked
-	EventMoved    = "moved"    // the worker was handed to another node
+	EventClaimed      = "claimed"      // this node began an ownership term
+	EventStarted      = "started"      // the worker function or command started
+	EventStopped      = "stopped"      // it returned or was stopped on purpose
+	EventReleased     = "released"     // the claim was deleted on purpose
+	EventExpired      = "expired"      // a claim ran out without renewal and was cleared by the next owner
+	EventLost         = "lost"         // the owner lost its lease (deadline passed or claim taken)
+	EventFailed       = "failed"       // the worker returned an error or panicked
+	EventMoved        = "moved"        // the worker was handed to another node
+	EventCheckpointed = "checkpointed" // the owner saved a state checkpoint
 )
 
 // Event is the JSON payload published on <ns>.events.<kind>.<name>.<type> and kept in the

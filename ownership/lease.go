@@ -1,6 +1,7 @@
 package ownership
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -12,13 +13,32 @@ type Lease struct {
 	node   string
 	token  uint64
 
-	mu       sync.Mutex
-	deadline time.Time
-	changed  chan struct{}
+	e   *Engine
+	ctx context.Context // the term's context
+
+	mu        sync.Mutex
+	deadline  time.Time
+	changed   chan struct{}
+	state     []byte
+	stateInfo StateInfo
+	stateErr  error
 }
 
 func newLease(worker, node string, token uint64, deadline time.Time) *Lease {
 	return &Lease{worker: worker, node: node, token: token, deadline: deadline, changed: make(chan struct{})}
+}
+
+// live reports whether the term is on and its deadline not passed, by the monotonic clock.
+func (l *Lease) live(ctx context.Context) bool {
+	if ctx != nil && ctx.Err() != nil {
+		return false
+	}
+	d, _ := l.Deadline()
+	now := time.Now()
+	if l.e != nil {
+		now = l.e.cfg.Clock.Now()
+	}
+	return now.Before(d)
 }
 
 // Worker returns the worker's name.

@@ -300,6 +300,10 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	fence := clock.AfterFunc(dl.Sub(clock.Now()), func() { cancel(ErrLeaseExpired) })
 	defer fence.Stop()
 
+	lease.e, lease.ctx = e, ctx
+	lease.loadState()
+	unserve := w.serve(ctx, lease)
+	defer unserve()
 	runDone := make(chan struct{})
 	e.goFunc(func() {
 		defer close(runDone)
