@@ -111,7 +111,10 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte)
 		}
 		wait = min(wait*2, time.Second)
 	}
-	return Reply{}, fmt.Errorf("%w: %q (%v): %w", ErrNoOwner, worker, last, ctx.Err())
+	if errors.Is(last, nats.ErrNoResponders) {
+		return Reply{}, fmt.Errorf("%w: nothing answers on %s: no node owns %q right now, or its owner serves no calls", ErrNoOwner, subj, worker)
+	}
+	return Reply{}, fmt.Errorf("%w: %q did not answer in time (%v)", ErrNoOwner, worker, last)
 }
 
 // serve subscribes the worker's handler for one term and returns the unsubscribe func. A

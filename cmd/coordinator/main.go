@@ -3,6 +3,7 @@
 //	coordinator run [flags]        the daemon
 //	coordinator status             workers, owners, tokens and nodes
 //	coordinator events [--follow]  lifecycle events from the events stream
+//	coordinator call WORKER REQ    send a request to a worker wherever it runs
 //	coordinator release WORKER     ask the owner to hand a worker over
 //	coordinator drain NODE         move every worker off a node
 //	coordinator jobs               cron jobs with next tick and last run
@@ -36,6 +37,7 @@ func commands() []command {
 		{"run", "run the daemon", runCmd},
 		{"status", "show workers, owners, tokens and nodes", statusCmd},
 		{"events", "show lifecycle events (--follow to keep watching)", eventsCmd},
+		{"call", "send a request to WORKER wherever it runs and print the reply", callCmd},
 		{"release", "ask the owner of WORKER to hand it over", releaseCmd},
 		{"drain", "move every worker off NODE (--undo to let it claim again)", drainCmd},
 		{"jobs", "list cron jobs; 'jobs run NAME' triggers one run now", jobsCmd},

@@ -105,3 +105,42 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: ok (%d workers, %d jobs)\n", *path, len(cfg.Workers), len(cfg.Jobs))
 	return 0
 }
+
+func callCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var conn natsFlags
+	conn.register(fs, defaultCLIURL())
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to keep trying while no node owns the worker")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(stderr, "usage: coordinator call [flags] WORKER REQUEST   (REQUEST '-' reads stdin)")
+		return 2
+	}
+	req := []byte(fs.Arg(1))
+	if fs.Arg(1) == "-" {
+		var err error
+		if req, err = io.ReadAll(os.Stdin); err != nil {
+			fmt.Fprintf(stderr, "coordinator call: reading stdin: %v\n", err)
+			return 1
+		}
+	}
+	nc, err := connectOnce(conn.toConfig())
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator call: %v\n", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), fs.Arg(0), req)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator call: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "answered by %s (token %d)\n", r.Node, r.Token)
+	_, _ = stdout.Write(r.Data)
+	return 0
+}

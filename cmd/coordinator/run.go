@@ -388,6 +388,9 @@ func (d *daemon) addWorker(w config.Worker) error {
 	case config.RestartNever:
 		opts = append(opts, ownership.WithRestart(ownership.RestartNever))
 	}
+	if len(w.Call) > 0 {
+		opts = append(opts, ownership.WithHandler(d.callBridge(w)))
+	}
 	if err := d.engine.Register(w.Name, d.supervised(w), opts...); err != nil {
 		return err
 	}

@@ -33,6 +33,8 @@ type WorkerStatus struct {
 	State    string    `json:"state"` // running, stopping, or unknown (a value that is not a claim)
 	Revision uint64    `json:"revision"`
 	Error    string    `json:"error,omitempty"`
+	// Checkpoint is when the worker last saved state (ownership.Lease.SaveState); absent if never.
+	Checkpoint *time.Time `json:"checkpoint,omitempty"`
 }
 
 // NodeStatus is one live node.
@@ -69,6 +71,19 @@ func collectStatus(ctx context.Context, st *kv.Store) (Status, error) {
 		s.Workers = append(s.Workers, ws)
 	}
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].Worker < s.Workers[j].Worker })
+	if keys, err := st.State.Keys(ctx); err == nil {
+		saved := map[string]time.Time{}
+		for _, k := range keys {
+			if rec, _, err := st.State.GetState(ctx, k); err == nil {
+				saved[k] = rec.Saved
+			}
+		}
+		for i := range s.Workers {
+			if t, ok := saved[s.Workers[i].Worker]; ok {
+				s.Workers[i].Checkpoint = &t
+			}
+		}
+	}
 	keys, err := st.Nodes.Keys(ctx)
 	if err != nil {
 		return s, fmt.Errorf("reading nodes: %w", err)
@@ -125,18 +140,22 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 
 func printStatus(w io.Writer, s Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tNODE\tTOKEN\tSINCE\tSTATE")
+	fmt.Fprintln(tw, "WORKER\tNODE\tTOKEN\tSINCE\tSTATE\tCHECKPOINT")
 	for _, x := range s.Workers {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t?\t-\t-\tunknown (%s)\n", x.Worker, x.Error)
+			fmt.Fprintf(tw, "%s\t?\t-\t-\tunknown (%s)\t\n", x.Worker, x.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State)
+		cp := "-"
+		if x.Checkpoint != nil {
+			cp = ago(s.Time, *x.Checkpoint) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State, cp)
 	}
 	if len(s.Workers) == 0 {
-		fmt.Fprintln(tw, "(no claims)\t\t\t\t")
+		fmt.Fprintln(tw, "(no claims)\t\t\t\t\t")
 	}
-	fmt.Fprintln(tw, "\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t")
 	fmt.Fprintln(tw, "NODE\tWORKERS\tUP\tVERSION\tDRAINING")
 	for _, n := range s.Nodes {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\n", n.Node, n.Workers, ago(s.Time, n.Started), n.Version, n.Draining)

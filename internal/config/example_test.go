@@ -40,7 +40,7 @@ jobs:
 `))
 	fmt.Println(err)
 	// Output:
-	// coordinator.yaml:5: unknown key "stop-grace" in workers[0] "billing" — did you mean stop_grace? (valid keys: name, command, env, dir, restart, stop_signal, stop_grace)
+	// coordinator.yaml:5: unknown key "stop-grace" in workers[0] "billing" — did you mean stop_grace? (valid keys: name, command, env, dir, restart, stop_signal, stop_grace, call)
 	// coordinator.yaml:6: workers[1] "billing": name "billing" is already used by workers[0] (line 3) — names must be unique across workers and jobs; rename one of them
 	// coordinator.yaml:6: workers[1] "billing": command is missing — add command: ["/path/to/program", "arg"]
 	// coordinator.yaml:9: jobs[0] "report": invalid schedule "61 * * * *": minute field "61": end of range (61) above maximum (59) — see https://pkg.go.dev/github.com/robfig/cron/v3

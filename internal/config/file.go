@@ -192,6 +192,10 @@ type Worker struct {
 	// StopGrace is how long the command may take to stop before it is killed. Default 10s.
 	// A lost lease allows only Timing.FenceGrace.
 	StopGrace Duration `yaml:"stop_grace"`
+	// Call makes the worker reachable on <ns>.call.<name> while this node owns it: each
+	// request runs this command with the request on stdin; its stdout is the reply, a
+	// non-zero exit an error (with its stderr). Default none (requests get no responder).
+	Call Command `yaml:"call"`
 }
 
 // Overlap says what a job tick does while the previous run is still going.
