@@ -108,7 +108,8 @@ func (l *natsLogger) emit(level slog.Level, format string, v []any) {
 	l.log.Log(ctx, l.level(level, msg), msg)
 }
 
-func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v) }
+// Noticef is nats-server's banner and routine progress: Debug, the coordinator logs what matters.
+func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelDebug, format, v) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v) }
 func (l *natsLogger) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v) }
 func (l *natsLogger) Debugf(format string, v ...any)  { l.emit(slog.LevelDebug, format, v) }

@@ -28,7 +28,7 @@ func TestLoggerLevels(t *testing.T) {
 		{slog.LevelInfo, "JetStream has not established contact with a meta leader"},
 		{slog.LevelError, `127.0.0.1:6222 - rid:5 - Remote server has a duplicate name: "a"`},
 		{slog.LevelWarn, "JetStream cluster stream '$G > KV_x' has NO quorum, stalled"},
-		{slog.LevelInfo, "Server is ready"},
+		{slog.LevelDebug, "Server is ready"}, // the banner and routine notices
 		{slog.LevelError, `Error listening on port: 127.0.0.1:4222, "address already in use"`},
 	}
 	for _, w := range want {
