@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -142,5 +143,52 @@ func TestStateHandoff(t *testing.T) {
 	err := a.e.store.State.SaveState(ctx, kv.StateRecord{Worker: w, Node: "b", Token: second.lease.Token(), Data: []byte("old")})
 	if !errors.Is(err, kv.ErrStaleToken) {
 		t.Fatalf("save with an old token = %v, want kv.ErrStaleToken", err)
+	}
+}
+
+// An owner whose lease ran out while its renew loop was stuck — as in a paused process —
+// neither answers calls nor saves state once another node owns the worker.
+func TestStaleOwnerCannotAnswerOrSave(t *testing.T) {
+	srv := natstest.Run(t)
+	w := nameFor("stale", "a", "a", "b")
+	x := &echo{answered: map[string][]string{}}
+	block := make(chan struct{})
+	defer close(block)
+	var blocked sync.Once
+	leases := make(chan *Lease, 4)
+	hold := func(ctx context.Context, l *Lease) error { leases <- l; <-ctx.Done(); return nil }
+	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) {
+		e.testBeforeRenew = func(string) {
+			stuck := false
+			blocked.Do(func() { stuck = true })
+			if stuck {
+				<-block
+			}
+		}
+		_ = e.Register(w, hold, WithHandler(x.handler("a")))
+	})
+	old := <-leases
+	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, hold, WithHandler(x.handler("b"))) })
+	cur := <-leases
+	if cur.Node() != "b" {
+		t.Fatalf("second lease on %s", cur.Node())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		r, err := Call(ctx, srv.Connect(), "t", w, []byte(fmt.Sprintf(`{"i":%d}`, i)))
+		if err != nil || r.Node != "b" {
+			t.Fatalf("call %d: %+v %v", i, r, err)
+		}
+	}
+	if err := old.SaveState(ctx, []byte("stale")); !errors.Is(err, ErrLeaseExpired) {
+		t.Fatalf("stale SaveState = %v, want ErrLeaseExpired", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for req, nodes := range x.answered {
+		if len(nodes) != 1 || nodes[0] != "b" {
+			t.Errorf("request %s answered by %v", req, nodes)
+		}
 	}
 }
