@@ -28,6 +28,9 @@ type lease struct {
 	rev uint64
 
 	sent     time.Time // send time of the create
+	dlMu     sync.Mutex
+	deadline time.Time     // renew deadline: send time of the last good write + RenewDeadline
+	dlCh     chan struct{} // closed when deadline moves
 	cancel   context.CancelFunc
 	done     chan struct{}
 	lostOnce sync.Once
@@ -92,6 +95,29 @@ func (l *lease) create(ctx context.Context) error {
 	}
 }
 
+// Deadline returns the run's renew deadline and a channel closed when it next moves; the
+// run must be stopped when it passes (supervised commands hand it to their watchdog).
+func (l *lease) Deadline() (time.Time, <-chan struct{}) {
+	l.dlMu.Lock()
+	defer l.dlMu.Unlock()
+	if l.dlCh == nil {
+		l.deadline = l.sent.Add(l.j.s.lease.RenewDeadline)
+		l.dlCh = make(chan struct{})
+	}
+	return l.deadline, l.dlCh
+}
+
+func (l *lease) extend(d time.Time) {
+	_, _ = l.Deadline()
+	l.dlMu.Lock()
+	defer l.dlMu.Unlock()
+	if d.After(l.deadline) {
+		l.deadline = d
+		close(l.dlCh)
+		l.dlCh = make(chan struct{})
+	}
+}
+
 // start runs the renewal loop; false when the job is stopping.
 func (l *lease) start() bool {
 	ctx, cancel := context.WithCancel(context.Background()) // outlives the job's context: final records are written under it
@@ -128,6 +154,7 @@ func (l *lease) keep(ctx context.Context) {
 		switch {
 		case err == nil:
 			fence.Reset(sent.Add(cfg.RenewDeadline).Sub(clock.Now()))
+			l.extend(sent.Add(cfg.RenewDeadline))
 			interval = cfg.RenewInterval
 		case errors.Is(err, errLeaseGone):
 			j.log.Warn("lease lost", "key", l.key)

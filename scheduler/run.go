@@ -60,7 +60,9 @@ func (r *run) execute() {
 			r.rec, r.rev = rec, rev
 			j.publish(EventFired, rec, rec.Reason)
 			started = true
-			fnErr = j.call(r.ctx, j.tickOf(rec))
+			tick := j.tickOf(rec)
+			tick.lease = r.lease
+			fnErr = j.call(r.ctx, tick)
 		case errors.Is(err, errTaken):
 			j.log.Warn("tick record changed before the run started; not running it", "tick", r.key)
 			r.abandon()

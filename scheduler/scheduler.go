@@ -27,6 +27,18 @@ type Tick struct {
 	Manual bool
 	// Attempt is 1, or higher when WithRetryLost runs a lost tick again.
 	Attempt int
+
+	lease *lease
+}
+
+// Deadline returns the run's renew deadline — its context ends then unless the run's lease
+// is renewed first — and a channel closed when the deadline next moves. A zero time when the
+// tick is not running.
+func (t Tick) Deadline() (time.Time, <-chan struct{}) {
+	if t.lease == nil {
+		return time.Time{}, nil
+	}
+	return t.lease.Deadline()
 }
 
 // PlacementFunc adapts a function to Placement, e.g.

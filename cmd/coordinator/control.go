@@ -65,6 +65,19 @@ func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error
 		} else {
 			reply.Info = fmt.Sprintf("node %s claims workers again", d.cfg.Node.Name)
 		}
+	case "jobs":
+		jobs, err := d.jobs.list(ctx)
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(jobs)
+		reply.Info = string(b)
+	case "trigger":
+		t, err := d.jobs.s.Trigger(ctx, req.Worker)
+		if err != nil {
+			return err
+		}
+		reply.Info = fmt.Sprintf("job %q ran once now on %s (token %d)", req.Worker, t.Node, t.Token)
 	default:
 		return fmt.Errorf("unknown control operation %q", op)
 	}

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -77,4 +78,20 @@ func usage(w io.Writer) {
 func versionCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "coordinator %s\n", Version)
 	return 0
+}
+
+// parseArgs parses flags wherever they stand among the positional arguments
+// (`coordinator release billing --nats URL` as well as `release --nats URL billing`).
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

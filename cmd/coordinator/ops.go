@@ -20,14 +20,15 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var conn natsFlags
 	conn.register(fs, defaultCLIURL())
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: coordinator release [flags] WORKER")
 		return 2
 	}
-	worker := fs.Arg(0)
+	worker := pos[0]
 	nc, st, err := cliConnect(&conn)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
@@ -60,10 +61,11 @@ func drainCmd(args []string, stdout, stderr io.Writer) int {
 	var conn natsFlags
 	conn.register(fs, defaultCLIURL())
 	undo := fs.Bool("undo", false, "stop draining: the node claims workers again")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: coordinator drain [--undo] [flags] NODE")
 		return 2
 	}
@@ -74,7 +76,7 @@ func drainCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer nc.Close()
 	on := !*undo
-	r, err := ctlCall(nc, ctlSubject(st.Namespace(), fs.Arg(0), "drain"), ctlRequest{Drain: &on}, 10*time.Second)
+	r, err := ctlCall(nc, ctlSubject(st.Namespace(), pos[0], "drain"), ctlRequest{Drain: &on}, 10*time.Second)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator drain: %v\n", err)
 		return 1
@@ -87,11 +89,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file to validate")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *path == "" && fs.NArg() == 1 {
-		*path = fs.Arg(0)
+	if *path == "" && len(pos) == 1 {
+		*path = pos[0]
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "usage: coordinator check --config FILE")
@@ -112,15 +115,16 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 	var conn natsFlags
 	conn.register(fs, defaultCLIURL())
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to keep trying while no node owns the worker")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 2 {
+	if len(pos) != 2 {
 		fmt.Fprintln(stderr, "usage: coordinator call [flags] WORKER REQUEST   (REQUEST '-' reads stdin)")
 		return 2
 	}
-	req := []byte(fs.Arg(1))
-	if fs.Arg(1) == "-" {
+	req := []byte(pos[1])
+	if pos[1] == "-" {
 		var err error
 		if req, err = io.ReadAll(os.Stdin); err != nil {
 			fmt.Fprintf(stderr, "coordinator call: reading stdin: %v\n", err)
@@ -135,7 +139,7 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), fs.Arg(0), req)
+	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), pos[0], req)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator call: %v\n", err)
 		return 1

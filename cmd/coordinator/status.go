@@ -148,7 +148,9 @@ func printStatus(w io.Writer, s Status) {
 		}
 		cp := "-"
 		if x.Checkpoint != nil {
-			cp = ago(s.Time, *x.Checkpoint) + " ago"
+			if cp = ago(s.Time, *x.Checkpoint); cp != "just now" {
+				cp += " ago"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State, cp)
 	}
