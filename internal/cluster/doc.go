@@ -1,0 +1,43 @@
+// Package cluster runs real coordinator processes on loopback for tests and for the chaos
+// suite, and checks what their supervised commands did.
+//
+//	bins, _ := cluster.Build(dir)                 // once per process: coordinator, recorder, reaper
+//	c, err := cluster.Start(t, cluster.Options{   // 3 nodes, free ports, own data dirs, JSON logs
+//		TTL:     2 * time.Second,
+//		Workers: []cluster.WorkerSpec{{Name: "billing"}}, // runs the recorder
+//	})
+//	owner, _ := c.WaitOwner("billing", time.Minute, nil)
+//	c.NodeByName(owner.Node).Kill()               // SIGKILL; also Term, Stop/Cont, Restart
+//	runs, _ := c.Runs()
+//	for _, v := range cluster.CheckRuns(runs) { t.Error(v) }
+//
+// # Processes
+//
+// Each coordinator runs under a small reaper process (internal/cluster/reaper) in its own
+// process group, so a Ctrl-C in the test's terminal reaches none of them. The reaper is a
+// child subreaper: when a coordinator dies, its watchdogs and their commands become the
+// reaper's children and are reaped there (the host's init may not reap, and a zombie
+// would still answer kill(pid, 0)). Closing the reaper's stdin — Close does it, and so
+// does the death of the test process, Ctrl-C and test timeouts included — makes it
+// SIGKILL the coordinator and everything below it. The coordinator itself stays an
+// unreaped child until then, so its pid can be signalled safely: Kill, Term, Stop and Cont
+// go to that pid only, never to a group, so a paused coordinator's watchdogs keep running.
+//
+// # Recorder
+//
+// A WorkerSpec without a Command runs the recorder (internal/cluster/recorder): it takes an
+// flock on the worker's lock file, or writes an overlap line and exits 3 when another copy
+// holds it, and writes start, beat (every 100 ms) and stop lines with CLOCK_MONOTONIC
+// stamps to the cluster's runs.log. ReadRuns turns the log into Runs; CheckRuns finds
+// overlapping runs, refused locks and fencing tokens that went backwards; Gaps finds the
+// longest time each worker ran nowhere. Mono stamps from MonoNow compare directly with the
+// recorder's, so a test measures, say, the time from a kill to the next start.
+//
+// # Without testing
+//
+// Start takes a TB (Helper, Logf, Cleanup). A plain program uses New, StartAll and
+// WaitReady, and calls Close at the end.
+//
+// Nothing here sleeps as synchronisation: WaitFor, WaitReady, WaitRun and WaitOwner poll
+// until a deadline.
+package cluster

@@ -1,0 +1,107 @@
+// Command recorder is the supervised command of the cluster harness's test workers. It
+// records when each copy of a worker runs, so that a test can prove no two copies of one
+// worker ever ran at once:
+//
+//	recorder DIR
+//
+// It reads COORD_WORKER, COORD_NODE and COORD_TOKEN from its environment. On start it
+// takes an exclusive, non-blocking flock on DIR/locks/<worker>; if another live copy holds
+// it, it appends an "OVERLAP" line and exits 3. Otherwise it appends
+//
+//	start <worker> <node> <token> <CLOCK_MONOTONIC ns> <pid>
+//
+// to DIR/runs.log, a "beat" line of the same shape every 100 ms, and a "stop" line when
+// it gets SIGTERM, SIGINT or SIGHUP, then exits 0. Each line is one write(2) on a file
+// opened with O_APPEND, so lines of concurrent copies never interleave. A SIGKILLed copy
+// leaves no stop line; readers (cluster.ReadRuns) end it at its last beat + 100 ms.
+//
+// With RECORDER_IGNORE_STOP=1 it ignores those signals and beats on until it is
+// SIGKILLed, like a command that does not honour its stop signal.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const beat = 100 * time.Millisecond
+
+// lockFile keeps the locked file reachable: a collected *os.File would close its
+// descriptor and drop the lock while the copy still runs.
+var lockFile *os.File
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: recorder DIR (with COORD_WORKER, COORD_NODE, COORD_TOKEN set)")
+		os.Exit(2)
+	}
+	dir := os.Args[1]
+	worker, node, token := os.Getenv("COORD_WORKER"), os.Getenv("COORD_NODE"), os.Getenv("COORD_TOKEN")
+	if worker == "" || node == "" || token == "" {
+		fmt.Fprintln(os.Stderr, "recorder: COORD_WORKER, COORD_NODE and COORD_TOKEN must be set")
+		os.Exit(2)
+	}
+	// Catch the stop signals before anything is written, so that none is lost.
+	sigs := make(chan os.Signal, 1)
+	if os.Getenv("RECORDER_IGNORE_STOP") == "1" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	} else {
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	}
+
+	log, err := os.OpenFile(filepath.Join(dir, "runs.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fail(err)
+	}
+	line := func(kind string) {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			fail(err)
+		}
+		b := fmt.Appendf(nil, "%s %s %s %s %d %d\n", kind, worker, node, token, ts.Nano(), os.Getpid())
+		if _, err := log.Write(b); err != nil {
+			fail(err)
+		}
+	}
+
+	if err := os.MkdirAll(filepath.Join(dir, "locks"), 0o755); err != nil {
+		fail(err)
+	}
+	// The lock file stays open (and locked) until the process is gone, however it ends.
+	lock, err := os.OpenFile(filepath.Join(dir, "locks", worker), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		fail(err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if err == unix.EWOULDBLOCK {
+			line("OVERLAP")
+			fmt.Fprintf(os.Stderr, "recorder: OVERLAP: another copy of %s holds the lock\n", worker)
+			os.Exit(3)
+		}
+		fail(err)
+	}
+	lockFile = lock
+
+	line("start")
+	t := time.NewTicker(beat)
+	for {
+		select {
+		case <-t.C:
+			line("beat")
+		case <-sigs:
+			line("stop")
+			os.Exit(0)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "recorder:", err)
+	os.Exit(1)
+}
