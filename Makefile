@@ -40,7 +40,8 @@ cluster: build
 # The FROM-scratch image used by deploy/compose.yaml.
 image:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o deploy/coordinator ./cmd/coordinator
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o deploy/hello/hello ./deploy/hello
 	docker build -t coordinator:dev -f deploy/Dockerfile deploy
 
 clean:
-	rm -rf bin data deploy/coordinator
+	rm -rf bin data deploy/coordinator deploy/hello/hello
