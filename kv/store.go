@@ -29,6 +29,10 @@ type Options struct {
 	EventRetention time.Duration
 	// Storage of buckets and stream. Default file storage.
 	Memory bool
+	// BindOnly binds to existing buckets and stream and creates nothing: operator tools use
+	// it, so that they never create a namespace with the wrong replica count. A missing
+	// bucket returns ErrBucketNotFound.
+	BindOnly bool
 }
 
 func (o *Options) setDefaults() {
@@ -96,7 +100,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		cfg.Replicas = opts.Replicas
 		cfg.Storage = storage
 		cfg.LimitMarkerTTL = markerTTL
-		kv, err := bindOrCreate(ctx, js, cfg)
+		kv, err := bindOrCreate(ctx, js, cfg, opts.BindOnly)
 		if err != nil {
 			return nil, err
 		}
@@ -108,13 +112,21 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, bindOnly bool) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
+		if !bindOnly {
+			if err := ensureReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err != nil {
+				return nil, err
+			}
+		}
 		return kv, nil
 	}
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, translate("bind bucket", cfg.Bucket, err)
+	}
+	if bindOnly {
+		return nil, fmt.Errorf("%w: %q does not exist: no coordinator has run in this namespace on this NATS yet", ErrBucketNotFound, cfg.Bucket)
 	}
 	kv, err = js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -133,12 +145,40 @@ func EventsStream(ns string) string { return strings.ToUpper(ns) + "_EVENTS" }
 // EventsSubject is the subject prefix of a namespace's events.
 func EventsSubject(ns string) string { return ns + ".events" }
 
+// ensureReplicas raises a stream's replica count to want (never lowers it): a namespace
+// created while the cluster was smaller, or by an older version, gets the redundancy the
+// cluster can now give.
+func ensureReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return translate("bind stream", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return translate("stream info", stream, err)
+	}
+	if info.Config.Replicas >= want {
+		return nil
+	}
+	cfg := info.Config
+	cfg.Replicas = want
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return translate("raise replicas of", stream, err)
+	}
+	return nil
+}
+
 func (s *Store) ensureEvents(ctx context.Context, storage jetstream.StorageType) error {
 	name := EventsStream(s.opts.Namespace)
 	if _, err := s.js.Stream(ctx, name); err == nil {
-		return nil
+		if s.opts.BindOnly {
+			return nil
+		}
+		return ensureReplicas(ctx, s.js, name, s.opts.Replicas)
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return translate("bind stream", name, err)
+	} else if s.opts.BindOnly {
+		return fmt.Errorf("%w: stream %q does not exist: no coordinator has run in this namespace on this NATS yet", ErrBucketNotFound, name)
 	}
 	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        name,

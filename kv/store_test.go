@@ -225,3 +225,17 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("Create with server down: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestBindOnlyCreatesNothing(t *testing.T) {
+	srv := natstest.Run(t)
+	nc := srv.Connect()
+	if _, err := Open(ctxT(t), nc, Options{Namespace: "t", BindOnly: true}); !errors.Is(err, ErrBucketNotFound) {
+		t.Fatalf("BindOnly on an empty server = %v, want ErrBucketNotFound", err)
+	}
+	if _, err := Open(ctxT(t), nc, Options{Namespace: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctxT(t), nc, Options{Namespace: "t", BindOnly: true}); err != nil {
+		t.Fatalf("BindOnly after creation: %v", err)
+	}
+}

@@ -105,6 +105,13 @@ func (e *Engine) renewMembership(rev *uint64) error {
 		nrev, err = e.store.Nodes.Update(ctx, e.node, rec, *rev, e.cfg.TTL)
 		switch {
 		case errors.Is(err, kv.ErrConflict):
+			// A retry of a write whose reply was lost conflicts with that write itself.
+			if cur, gerr := e.store.Nodes.Get(ctx, e.node); gerr == nil {
+				if r, derr := kv.DecodeNode(e.node, cur.Value); derr == nil && r.Incarnation == e.incarnation {
+					*rev = cur.Revision
+					return nil
+				}
+			}
 			e.log.Error("this node's membership record was written by someone else: is another process using the same node name?")
 			*rev = 0
 		case err == nil:

@@ -314,6 +314,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	renew := clock.NewTimer(e.cfg.RenewInterval)
 	defer renew.Stop()
 	var stopDeadline <-chan time.Time
+	var unacked time.Time // send time of the first renewal since the last success that got no reply
 	stopping := false
 	handoff := ""
 	ended := ctx.Done()
@@ -380,7 +381,15 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				f(w.name)
 			}
 			next, nrev, err := w.renew(rev, c, lease, stopping)
+			if errors.Is(err, kv.ErrConflict) && !unacked.IsZero() {
+				// An earlier attempt whose reply was lost may have landed: then the claim is
+				// still ours, renewed no earlier than that attempt was sent.
+				if landed, ok := w.ownLanded(token); ok {
+					next, nrev, err = unacked.Add(e.cfg.RenewDeadline), landed, nil
+				}
+			}
 			if err == nil {
+				unacked = time.Time{}
 				rev = nrev
 				if ctx.Err() == nil || stopping {
 					// A renewal that came back after the deadline does not revive the term.
@@ -394,11 +403,26 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				cancel(ErrLeaseLost)
 				renew.Reset(e.cfg.RenewInterval)
 			} else {
+				if unacked.IsZero() {
+					unacked = next.Add(-e.cfg.RenewDeadline) // this attempt's send time
+				}
 				w.log().Warn("renewal failed; retrying", "err", err)
 				renew.Reset(e.cfg.RenewInterval / 4)
 			}
 		}
 	}
+}
+
+// ownLanded reads the claim and reports its revision if it is still this term's.
+func (w *worker) ownLanded(token uint64) (uint64, bool) {
+	e := w.e
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+	defer cancel()
+	ce, err := e.claims.GetClaim(ctx, w.name)
+	if err != nil || ce.Err != nil || ce.Claim.Incarnation != e.incarnation || ce.Token() != token {
+		return 0, false
+	}
+	return ce.Revision, true
 }
 
 // renew writes the claim again at rev; it returns the new deadline and revision.

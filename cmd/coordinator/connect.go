@@ -88,7 +88,7 @@ func connectOnce(c config.NATS) (*nats.Conn, error) {
 func openStore(nc *nats.Conn, ns string) (*kv.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := kv.Open(ctx, nc, kv.Options{Namespace: nsOrDefault(ns)})
+	st, err := kv.Open(ctx, nc, kv.Options{Namespace: nsOrDefault(ns), BindOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening the %q namespace: %w (is JetStream enabled and ready?)", nsOrDefault(ns), err)
 	}

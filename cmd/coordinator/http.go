@@ -98,7 +98,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if d.engine == nil || !d.engine.Ready() {
+		if e := d.liveEngine.Load(); e == nil || !e.Ready() {
 			http.Error(w, "not ready: cannot claim yet (JetStream not reachable or claims not read)", http.StatusServiceUnavailable)
 			return
 		}
@@ -108,7 +108,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		st, err := collectStatus(ctx, d.store)
+		st, err := collectStatus(ctx, d.liveStore.Load())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return

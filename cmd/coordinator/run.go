@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ type runFlags struct {
 	peers    string
 	discover string
 	size     int
+	replicas int
 	ttl      time.Duration
 	logLevel string
 	logFmt   string
@@ -56,6 +58,7 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	fs.StringVar(&f.peers, "peers", "", "embedded clustering: seed routes, comma separated HOST:PORT")
 	fs.StringVar(&f.discover, "discover", "", "embedded clustering: dns:NAME[:PORT] that lists the peers")
 	fs.IntVar(&f.size, "cluster-size", 0, "embedded clustering: expected number of servers (default: derived from --peers)")
+	fs.IntVar(&f.replicas, "replicas", 0, "replicas of buckets and events stream (default: min(3, cluster size))")
 	fs.DurationVar(&f.ttl, "ttl", 0, "lease TTL (default 15s); the other timings follow from it unless set in the file")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.logFmt, "log-format", "", "auto, text or json (default auto: colours on a terminal, JSON otherwise)")
@@ -85,6 +88,8 @@ func (f *runFlags) apply(cfg *config.File) {
 			cfg.Cluster.Discover = f.discover
 		case "cluster-size":
 			cfg.Cluster.Size = f.size
+		case "replicas":
+			cfg.Cluster.Replicas = f.replicas
 		case "ttl":
 			cfg.Timing = config.Timing{TTL: config.Duration(f.ttl), ShutdownGrace: cfg.Timing.ShutdownGrace}
 		case "log-level":
@@ -189,6 +194,10 @@ type daemon struct {
 	mu      sync.Mutex
 	workers map[string]config.Worker // registered supervised commands, by name
 	jobs    *jobRunner
+
+	// For the HTTP handlers, which serve before the store and engine exist.
+	liveEngine atomic.Pointer[ownership.Engine]
+	liveStore  atomic.Pointer[kv.Store]
 }
 
 func (d *daemon) ownershipConfig() ownership.Config {
@@ -266,6 +275,14 @@ func (d *daemon) run() error {
 func (d *daemon) start(ctx context.Context) error {
 	cfg := d.cfg
 	d.metrics = newPromMetrics()
+	// HTTP first: /healthz answers while the cluster forms; /readyz says when it can claim.
+	if cfg.Node.HTTP != "" {
+		h, err := startHTTP(cfg.Node.HTTP, d)
+		if err != nil {
+			return err
+		}
+		d.http = h
+	}
 	replicas := 1
 	if cfg.NATS.URL == "" {
 		ec := embedded.DefaultConfig()
@@ -299,8 +316,11 @@ func (d *daemon) start(ctx context.Context) error {
 			return err
 		}
 		d.nc = nc
+		replicas = 0 // derived in openStore, once connected
 	}
-
+	if cfg.Cluster.Replicas > 0 {
+		replicas = cfg.Cluster.Replicas
+	}
 	if err := d.openStore(ctx, replicas); err != nil {
 		return err
 	}
@@ -314,18 +334,12 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.engine = engine
+	d.liveEngine.Store(engine)
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
 		if err := d.addWorker(w); err != nil {
 			return err
 		}
-	}
-	if cfg.Node.HTTP != "" {
-		h, err := startHTTP(cfg.Node.HTTP, d)
-		if err != nil {
-			return err
-		}
-		d.http = h
 	}
 	if err := engine.Start(ctx); err != nil {
 		return err
@@ -343,17 +357,32 @@ func (d *daemon) start(ctx context.Context) error {
 	return nil
 }
 
+// externalReplicas guesses the replica count for an external NATS: min(3, servers of its
+// cluster), 1 for a single server. --replicas overrides it.
+func externalReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return min(3, max(1, len(nc.Servers())))
+}
+
 // openStore waits for JetStream and opens the buckets, retrying with short per-attempt
 // timeouts and a clear log line while nothing answers.
 func (d *daemon) openStore(ctx context.Context, replicas int) error {
 	var lastLog time.Time
 	wait := 250 * time.Millisecond
 	for {
+		r := replicas
+		if r == 0 {
+			r = externalReplicas(d.nc)
+		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: replicas})
+		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r})
 		cancel()
 		if err == nil {
 			d.store = st
+			d.liveStore.Store(st)
+			d.log.Debug("store open", "replicas", r)
 			return nil
 		}
 		if ctx.Err() != nil {

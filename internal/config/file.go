@@ -84,6 +84,10 @@ type Cluster struct {
 	// Size is how many JetStream servers to expect before JetStream starts. Default 0:
 	// derived from the routes. Three is the smallest cluster that survives a failure.
 	Size int `yaml:"size"`
+	// Replicas of the buckets and the events stream. Default 0: min(3, cluster size) with
+	// embedded servers, min(3, servers the NATS cluster reports) in external mode. Existing
+	// buckets are raised to it, never lowered.
+	Replicas int `yaml:"replicas"`
 }
 
 // NATS connects to an existing NATS deployment instead of embedding a server (external

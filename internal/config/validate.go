@@ -120,6 +120,9 @@ func (v *validator) cluster() {
 	if c.Size < 0 {
 		v.add("cluster.size", "cluster.size is %d — use 0 (derived from the routes) or the number of servers, e.g. 3", c.Size)
 	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		v.add("cluster.replicas", "cluster.replicas is %d — use 0 (derived), 1, 3 or 5 (JetStream allows at most 5)", c.Replicas)
+	}
 	if c.Listen == "" {
 		for _, k := range []struct {
 			path string
