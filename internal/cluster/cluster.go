@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,10 +98,13 @@ type Cluster struct {
 	ownDir  bool
 	cfgPath string
 	nodes   []*Node
+	ports   *portReservation
 	failed  func() bool
 	helper  func() // the TB's Helper: log lines point at the test's call
 
 	closeOnce sync.Once
+
+	lastAction atomic.Int64 // Mono of the last Start, Kill, Term, Stop, Cont or Signal
 }
 
 // Start creates and starts a cluster, registers Close with tb.Cleanup and waits until
@@ -127,6 +130,7 @@ func Start(tb TB, opts Options) (*Cluster, error) {
 	c.helper = tb.Helper
 	tb.Cleanup(c.Close)
 	if err := c.start(); err != nil {
+		c.dumpLogs()
 		c.Close()
 		return nil, err
 	}
@@ -185,10 +189,12 @@ func New(opts Options) (*Cluster, error) {
 	}
 
 	external := len(opts.NATS) > 0
-	ports, err := freePorts(3 * opts.Nodes)
+	res, err := reservePorts(3 * opts.Nodes)
 	if err != nil {
 		return nil, err
 	}
+	c.ports = res
+	ports := res.ports
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
 			c:         c,
@@ -207,6 +213,7 @@ func New(opts Options) (*Cluster, error) {
 			n.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", n.client)
 		}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			res.release()
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		c.nodes = append(c.nodes, n)
@@ -368,6 +375,9 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
+		if c.ports != nil {
+			c.ports.release()
+		}
 		if c.ownDir {
 			if failed && os.Getenv("CLUSTER_KEEP") != "" {
 				c.logf("cluster: kept %s", c.dir)
@@ -409,6 +419,14 @@ func (c *Cluster) dumpLogs() {
 		c.logf("cluster: runs:\n%s", b.String())
 	}
 }
+
+// LastAction is when the harness last started, killed, terminated, stopped, resumed or
+// signalled a node of this cluster (0 if never). Membership, and so placement, changes in
+// the seconds after such an action: wait a while past it before taking a cluster as
+// settled.
+func (c *Cluster) LastAction() Mono { return Mono(c.lastAction.Load()) }
+
+func (c *Cluster) acted() { c.lastAction.Store(int64(MonoNow())) }
 
 // Dir is the cluster's directory.
 func (c *Cluster) Dir() string { return c.dir }
@@ -591,25 +609,4 @@ func WaitFor(timeout time.Duration, what string, cond func() bool) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1. They are free when returned;
-// nothing stops another process from taking one before the node binds it.
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("cluster: free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

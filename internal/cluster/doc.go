@@ -23,10 +23,17 @@
 // unreaped child until then, so its pid can be signalled safely: Kill, Term, Stop and Cont
 // go to that pid only, never to a group, so a paused coordinator's watchdogs keep running.
 //
+// # Ports
+//
+// Client, route and HTTP ports are drawn below the kernel's ephemeral range, and each is
+// reserved with an flock on $TMPDIR/coordinator-cluster-ports/<port> until Close: clusters
+// started at once, in one test binary or in several, never share a port, and no outgoing
+// connection takes one before its node binds it.
+//
 // # Recorder
 //
 // A WorkerSpec without a Command runs the recorder (internal/cluster/recorder): it takes an
-// flock on the worker's lock file, or writes an overlap line and exits 3 when another copy
+// flock on the worker's lock file, or writes an OVERLAP line and exits 3 when another copy
 // holds it, and writes start, beat (every 100 ms) and stop lines with CLOCK_MONOTONIC
 // stamps to the cluster's runs.log. ReadRuns turns the log into Runs; CheckRuns finds
 // overlapping runs, refused locks and fencing tokens that went backwards; Gaps finds the

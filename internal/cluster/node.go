@@ -107,6 +107,7 @@ func (n *Node) Start() error {
 		n.old = append(n.old, n.proc)
 	}
 	n.proc, n.paused = p, false
+	n.c.acted()
 	n.c.logf("cluster: %s started, pid %d (log %s)", n.name, p.pid, n.logPath)
 	return nil
 }
@@ -152,6 +153,7 @@ func (n *Node) Kill() error {
 	if err := p.signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("cluster: kill %s: %w", n.name, err)
 	}
+	n.c.acted()
 	if _, err := p.wait(KillTimeout); err != nil {
 		return err
 	}
@@ -170,6 +172,7 @@ func (n *Node) Term() (ExitStatus, error) {
 	if err := p.signal(syscall.SIGTERM); err != nil {
 		return ExitStatus{}, fmt.Errorf("cluster: term %s: %w", n.name, err)
 	}
+	n.c.acted()
 	if n.Paused() {
 		_ = n.Cont()
 	}
@@ -187,6 +190,7 @@ func (n *Node) Signal(sig syscall.Signal) error {
 	if p == nil {
 		return ErrNotRunning
 	}
+	n.c.acted()
 	return p.signal(sig)
 }
 
@@ -200,6 +204,7 @@ func (n *Node) Stop() error {
 	if err := p.signal(syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("cluster: stop %s: %w", n.name, err)
 	}
+	n.c.acted()
 	n.mu.Lock()
 	n.paused = true
 	n.mu.Unlock()
@@ -215,6 +220,7 @@ func (n *Node) Cont() error {
 	if err := p.signal(syscall.SIGCONT); err != nil {
 		return fmt.Errorf("cluster: cont %s: %w", n.name, err)
 	}
+	n.c.acted()
 	n.mu.Lock()
 	n.paused = false
 	n.mu.Unlock()
@@ -287,7 +293,8 @@ func (n *Node) WaitReady(timeout time.Duration) error {
 			exited = true
 			return true
 		}
-		return n.Ready()
+		// Ready, and still running: the answer came from this node's process.
+		return n.Ready() && n.Running()
 	})
 	if exited {
 		st, _ := n.Exit(0)
