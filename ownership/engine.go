@@ -53,6 +53,14 @@ type options struct {
 	incarnation string
 	noEvents    bool
 	info        NodeInfo
+	expect      int
+}
+
+// WithExpectedMembers makes a starting node wait, before its first claims, until n nodes
+// are members or one TTL has passed. A cluster that starts together then spreads workers at
+// once instead of giving everything to the first node up and rebalancing.
+func WithExpectedMembers(n int) Option {
+	return func(o *options) error { o.expect = n; return nil }
 }
 
 // NodeInfo is what a node publishes about itself in its membership record.
@@ -140,6 +148,8 @@ type Engine struct {
 	memberWrite   chan chan error // write the membership record now and reply
 	draining      bool
 	membersSynced chan struct{}
+	expect        int       // WithExpectedMembers
+	startedAt     time.Time // when Start was called
 	assignment    map[string]string // cached placement; nil = recompute
 	digest        string            // cached namesDigest; "" = recompute
 	rebalanceKick chan struct{}     // membership changed (capacity 1)
@@ -179,6 +189,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		synced:      make(chan struct{}),
 		closed:      make(chan struct{}),
 		info:        o.info,
+		expect:      o.expect,
 		started0:    cfg.Clock.Now().UTC(),
 		members:     map[string]Member{},
 		memberStop:  make(chan struct{}),
@@ -274,6 +285,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("ownership: engine already started")
 	}
 	e.started = true
+	e.startedAt = e.cfg.Clock.Now()
 	e.goFunc(e.keepMembership)
 	e.goFunc(e.watchMembers)
 	e.goFunc(e.rebalance)
@@ -460,6 +472,13 @@ func (e *Engine) goFunc(f func()) {
 		defer e.wg.Done()
 		f()
 	}()
+}
+
+// settling reports whether the node still waits for the expected members after Start.
+func (e *Engine) settling() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.expect > 1 && len(e.members) < e.expect && e.cfg.Clock.Now().Sub(e.startedAt) < e.cfg.TTL
 }
 
 func (e *Engine) isDraining() bool {

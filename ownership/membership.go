@@ -105,14 +105,22 @@ func (e *Engine) renewMembership(rev *uint64) error {
 		nrev, err = e.store.Nodes.Update(ctx, e.node, rec, *rev, e.cfg.TTL)
 		switch {
 		case errors.Is(err, kv.ErrConflict):
-			// A retry of a write whose reply was lost conflicts with that write itself.
-			if cur, gerr := e.store.Nodes.Get(ctx, e.node); gerr == nil {
+			// Either a retry conflicting with its own landed write, or the record expired
+			// while this node could not renew (a pause, a partition): both are ours to
+			// resume. Only a live record of another incarnation is a name clash.
+			cur, gerr := e.store.Nodes.Get(ctx, e.node)
+			switch {
+			case errors.Is(gerr, kv.ErrNotFound):
+				e.log.Info("membership record expired while this node could not renew; writing it again")
+				*rev = 0
+				return err
+			case gerr == nil:
 				if r, derr := kv.DecodeNode(e.node, cur.Value); derr == nil && r.Incarnation == e.incarnation {
 					*rev = cur.Revision
 					return nil
 				}
+				e.log.Error("this node's membership record was written by another process: is another node using the same name?", "node", e.node)
 			}
-			e.log.Error("this node's membership record was written by someone else: is another process using the same node name?")
 			*rev = 0
 		case err == nil:
 			*rev = nrev

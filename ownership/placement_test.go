@@ -266,3 +266,39 @@ func TestAssignmentIsBalancedAndWeighted(t *testing.T) {
 	}
 	t.Logf("moved %d of 1,000 names when a third of the capacity joined", moved)
 }
+
+// Nodes that expect each other wait for the others before claiming: a cluster that starts
+// together spreads workers at once, with no rebalancing moves.
+func TestExpectedMembersAvoidChurn(t *testing.T) {
+	srv := natstest.Run(t)
+	ws := names(60)
+	f := newFleet()
+	cfg := ConfigForTTL(fleetTTL)
+	var nodes []*node
+	for _, n := range []string{"a", "b", "c"} {
+		nc := srv.Connect()
+		st, err := kv.Open(context.Background(), nc, kv.Options{Namespace: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(st, n, cfg, WithLogger(quiet), WithExpectedMembers(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.register(ws, n)(e)
+		t.Cleanup(func() { _ = e.Close() })
+		if err := e.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &node{name: n, nc: nc, e: e})
+	}
+	waitFor(t, "all running, balanced", 30*time.Second, func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && balanced(c, n, 0.01, "a", "b", "c")
+	})
+	for _, w := range ws {
+		if l := f.of(w).snapshot(); len(l) != 1 {
+			t.Errorf("%s started %d times: %+v", w, len(l), l)
+		}
+	}
+}

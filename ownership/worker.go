@@ -203,6 +203,9 @@ func (w *worker) holdOff() time.Duration {
 	if e.isDraining() {
 		return e.cfg.TTL
 	}
+	if e.settling() {
+		return e.cfg.RenewInterval / 4 // membership changes wake us sooner
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.holdUntil.Sub(e.cfg.Clock.Now())

@@ -328,8 +328,11 @@ func (d *daemon) start(ctx context.Context) error {
 	if d.srv != nil {
 		info.Addresses = append(info.Addresses, d.srv.ClientURL())
 	}
-	engine, err := ownership.New(d.store, cfg.Node.Name, d.ownershipConfig(),
-		ownership.WithLogger(d.log), ownership.WithMetrics(d.metrics), ownership.WithNodeInfo(info))
+	opts := []ownership.Option{ownership.WithLogger(d.log), ownership.WithMetrics(d.metrics), ownership.WithNodeInfo(info)}
+	if d.srv != nil {
+		opts = append(opts, ownership.WithExpectedMembers(d.srv.ClusterSize()))
+	}
+	engine, err := ownership.New(d.store, cfg.Node.Name, d.ownershipConfig(), opts...)
 	if err != nil {
 		return err
 	}
@@ -370,13 +373,15 @@ func externalReplicas(nc *nats.Conn) int {
 // timeouts and a clear log line while nothing answers.
 func (d *daemon) openStore(ctx context.Context, replicas int) error {
 	var lastLog time.Time
-	wait := 250 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for {
 		r := replicas
 		if r == 0 {
 			r = externalReplicas(d.nc)
 		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Short attempts: a request sent before JetStream has a leader gets no answer, and a
+		// long timeout would keep waiting after the leader appeared.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r})
 		cancel()
 		if err == nil {
@@ -404,7 +409,7 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 3*time.Second)
+		wait = min(wait*2, time.Second)
 	}
 }
 

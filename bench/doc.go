@@ -1,0 +1,64 @@
+// Command bench measures the coordinator on this machine and prints one line per figure,
+// "name value unit" ("name n/a" when a figure cannot be measured), writes the same figures
+// with their raw samples to results.json, and draws PNG plots, all into -out:
+//
+//	make bench                      # go run ./bench -bin bin/coordinator -out bench
+//	go run ./bench -only ttl2 -v    # one phase, with the harness's log lines
+//
+// After the figures it prints, as comment lines (#), ours next to the figures users
+// compare with: the etcd v3.7.3 election recipe measured on the same kind of machine.
+// Progress goes to stderr. The whole run takes about six to seven minutes.
+//
+// # Figures
+//
+// Three phases, each with real coordinator processes started by internal/cluster:
+//
+// single — one daemon with its embedded server, TTL 15s, no workers:
+//   - rss_mb_daemon_idle: its resident memory once started.
+//   - claims_per_s_1node_seq, claims_per_s_1node_c32: kv Workers.Create of distinct keys
+//     (a claim record with the claim TTL, as a node claims a worker) one at a time and
+//     from 32 goroutines, for -claims-time each, against the daemon's server.
+//   - rss_mb_holder_idle, renew_cpu_pct_1000, renew_cpu_pct_10000, rss_mb_holder_10000:
+//     a holder is this binary re-executed as `bench holder`, using the ownership library
+//     with N no-op Go workers at the default timings (TTL 15s, renew every 3s) against
+//     the daemon; once it owns all N, its CPU (utime+stime from /proc/<pid>/stat, percent
+//     of one core) is measured over -cpu-window. renew_server_cpu_pct_N is the daemon's
+//     CPU over the same window and renewals_per_s_N the renewals the holder counted.
+//   - balance_max_over_min: three holders with the same 1,000 workers, started together;
+//     when the claims have converged (all owned, no count changed for 15 s), the largest
+//     count over the smallest, read from the store.
+//
+// A holder's stderr (the library's warnings) goes to a file in the work directory; when a
+// holder stops — releasing its claims — the warnings it logged are counted by message,
+// printed and kept in results.json: they are findings, not noise.
+//
+// ttl2 — three nodes at TTL 2s with six recorder workers (and two per-second cron jobs
+// when the build runs jobs):
+//   - cron_fire_delay_ms_median, _p99: for 20 s, each tick's scheduled time (COORD_TICK)
+//     against the wall clock read by the tick's command as it starts; "cron_fire_delay_ms
+//     n/a" when the coordinator does not run cron jobs.
+//   - claims_per_s_3node_seq, _c32: as above against the three servers (R3 buckets).
+//   - handoff_ms_median, _p99 (-handoffs, 10): SIGTERM a node → a worker it ran starts on
+//     another node. Times are the recorder's CLOCK_MONOTONIC start stamp minus a stamp
+//     taken just before the signal.
+//   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
+//
+// ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).
+//
+// Each kill or handoff stops a node drawn from a fixed-seed generator, so that the node
+// that leads the workers' KV stream is hit about as often as a random crash would hit it;
+// a kill of that node also waits for JetStream to elect a new leader (seconds), which a
+// lease alone does not. The kill figures are therefore also given split by that:
+// failover_kill_ms_ttlNs_not_stream_leader_median and _stream_leader_median. After each
+// sample the node is started again and the next one waits until every node is ready, the
+// workers stream is current on all replicas and placement has settled.
+//
+// # Output
+//
+// results.json holds the figures, the raw samples (milliseconds), the references, notes
+// (how many kills hit the stream leader, the balance counts) and the load average at start
+// and end: other work on the machine skews the figures. Plots: failover_timeline.png (each
+// kill, seconds to running elsewhere, leader kills as triangles, the etcd medians dashed),
+// handoff.png, claim_latency.png and failover_latency.png (distributions as CDFs), and
+// balance.png.
+package main

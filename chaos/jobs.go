@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jetcoord/coordinator/internal/cluster"
+)
+
+// TicksFile is the log the cron jobs' commands append to, in the cluster's directory.
+const TicksFile = "ticks.log"
+
+// tickCommand appends "$COORD_JOB $COORD_TICK $COORD_NODE" to path. A write of one short
+// line to a file opened with O_APPEND is atomic, so concurrent runs never interleave.
+func tickCommand(path string) []string {
+	return []string{"sh", "-c", `echo "$COORD_JOB $COORD_TICK $COORD_NODE" >> ` + shellQuote(path)}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// configYAML is the config file every node runs with: the workers (each running the
+// recorder) and, if any, the per-second cron jobs.
+func configYAML(workers []string, recorder, dir string, jobs []string) string {
+	var b strings.Builder
+	q := func(s string) string { j, _ := json.Marshal(s); return string(j) }
+	list := func(ss []string) string {
+		parts := make([]string, len(ss))
+		for i, s := range ss {
+			parts[i] = q(s)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	if len(workers) == 0 {
+		b.WriteString("workers: []\n")
+	} else {
+		b.WriteString("workers:\n")
+	}
+	for _, w := range workers {
+		fmt.Fprintf(&b, "  - name: %s\n    command: %s\n", q(w), list([]string{recorder, dir}))
+	}
+	if len(jobs) > 0 {
+		b.WriteString("jobs:\n")
+	}
+	for _, j := range jobs {
+		fmt.Fprintf(&b, "  - name: %s\n    schedule: \"@every 1s\"\n    command: %s\n", q(j), list(tickCommand(filepath.Join(dir, TicksFile))))
+	}
+	return b.String()
+}
+
+// probeJobs finds out whether this coordinator build runs cron jobs: `coordinator check`
+// must accept a config with one, and — because check validates the file only — a single
+// node must also start with it. It returns "" when jobs work, else the reason.
+func probeJobs(ctx context.Context, bins cluster.Binaries, dir string, ttl time.Duration) string {
+	pdir := filepath.Join(dir, "jobs-probe")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		return err.Error()
+	}
+	cfg := configYAML(nil, bins.Recorder, pdir, []string{"probe"})
+	path := filepath.Join(pdir, "check.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return err.Error()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, bins.Coordinator, "check", "--config", path).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("`coordinator check` refuses a job: %s", firstLine(out, err))
+	}
+
+	c, err := cluster.New(cluster.Options{Nodes: 1, TTL: ttl, Config: cfg, Binaries: bins, Dir: pdir, LogLevel: "info"})
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	n := c.Node(0)
+	if err := n.Start(); err != nil {
+		return err.Error()
+	}
+	if err := n.WaitReady(30 * time.Second); err != nil {
+		if reason := logError(n.LogPath()); reason != "" {
+			return "`coordinator check` accepts jobs but `coordinator run` refuses them: " + reason
+		}
+		return err.Error()
+	}
+	return ""
+}
+
+func firstLine(out []byte, err error) string {
+	s := strings.TrimSpace(string(out))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if s == "" {
+		return err.Error()
+	}
+	return s
+}
+
+// logError returns the error of the last ERROR record in a node's JSON log, or "".
+func logError(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var last string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["level"] != "ERROR" {
+			continue
+		}
+		last = fmt.Sprint(rec["msg"])
+		if e, ok := rec["err"]; ok {
+			last = fmt.Sprint(e)
+		}
+	}
+	return last
+}
+
+// Tick is one line of the ticks log: a run of a job's tick on a node.
+type Tick struct {
+	Job, Tick, Node string
+}
+
+// readTicks parses the ticks log. A missing file is no ticks; a last line without its
+// newline is a write in progress and is ignored.
+func readTicks(path string) ([]Tick, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i < len(data)-1 {
+		data = data[:i+1]
+	}
+	var out []Tick
+	for n, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 3 {
+			return out, fmt.Errorf("%s:%d: want job, tick and node, got %q", path, n+1, line)
+		}
+		out = append(out, Tick{Job: f[0], Tick: f[1], Node: f[2]})
+	}
+	return out, nil
+}
+
+// DuplicateTick is a job tick that ran more than once.
+type DuplicateTick struct {
+	Job, Tick string
+	Nodes     []string
+}
+
+// tickReport sums up the ticks: per job the number run, and every tick run twice.
+type tickReport struct {
+	PerJob     map[string]int
+	Duplicates []DuplicateTick
+	Total      int
+	// Seconds are, per job, the distinct ticks that ran, as Unix seconds, sorted (empty
+	// when COORD_TICK is not a number).
+	Seconds map[string][]int64
+}
+
+// TickGap is a stretch of ticks of one job that did not run.
+type TickGap struct {
+	Job         string
+	After, Next int64 // the ticks that ran before and after (Unix seconds)
+}
+
+// Missed is the number of ticks skipped.
+func (g TickGap) Missed() int64 { return g.Next - g.After - 1 }
+
+// gaps returns, per job, the number of ticks missed between its first and last tick run
+// and the longest run of missed ticks.
+func (r tickReport) gaps(job string) (missed int64, longest TickGap) {
+	ss := r.Seconds[job]
+	for i := 1; i < len(ss); i++ {
+		g := TickGap{Job: job, After: ss[i-1], Next: ss[i]}
+		missed += g.Missed()
+		if g.Missed() > longest.Missed() {
+			longest = g
+		}
+	}
+	return missed, longest
+}
+
+func checkTicks(ticks []Tick) tickReport {
+	r := tickReport{PerJob: map[string]int{}, Seconds: map[string][]int64{}}
+	seen := map[[2]string][]string{}
+	for _, t := range ticks {
+		k := [2]string{t.Job, t.Tick}
+		if len(seen[k]) == 0 {
+			r.PerJob[t.Job]++
+			if sec, err := strconv.ParseInt(t.Tick, 10, 64); err == nil {
+				r.Seconds[t.Job] = append(r.Seconds[t.Job], sec)
+			}
+		}
+		seen[k] = append(seen[k], t.Node)
+		r.Total++
+	}
+	for k, nodes := range seen {
+		if len(nodes) > 1 {
+			r.Duplicates = append(r.Duplicates, DuplicateTick{Job: k[0], Tick: k[1], Nodes: nodes})
+		}
+	}
+	for _, ss := range r.Seconds {
+		sort.Slice(ss, func(i, j int) bool { return ss[i] < ss[j] })
+	}
+	sort.Slice(r.Duplicates, func(i, j int) bool {
+		a, b := r.Duplicates[i], r.Duplicates[j]
+		if a.Job != b.Job {
+			return a.Job < b.Job
+		}
+		return a.Tick < b.Tick
+	})
+	return r
+}
