@@ -148,8 +148,9 @@ type Engine struct {
 	memberWrite   chan chan error // write the membership record now and reply
 	draining      bool
 	membersSynced chan struct{}
-	expect        int       // WithExpectedMembers
-	startedAt     time.Time // when Start was called
+	ops           chan struct{}     // bounds bursty store operations (claims, releases)
+	expect        int               // WithExpectedMembers
+	startedAt     time.Time         // when Start was called
 	assignment    map[string]string // cached placement; nil = recompute
 	digest        string            // cached namesDigest; "" = recompute
 	rebalanceKick chan struct{}     // membership changed (capacity 1)
@@ -194,6 +195,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		members:     map[string]Member{},
 		memberStop:  make(chan struct{}),
 		memberWrite: make(chan chan error),
+		ops:         make(chan struct{}, maxBurstOps),
 
 		membersSynced: make(chan struct{}),
 		rebalanceKick: make(chan struct{}, 1),
@@ -310,12 +312,23 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		e.closing = true
+		e.draining = true // placement leaves us out from now on
+		e.placementChanged()
 		started := e.started
 		ws := make([]*worker, 0, len(e.workers))
 		for _, w := range e.workers {
 			ws = append(ws, w)
 		}
 		e.mu.Unlock()
+		if started {
+			// Tell the others we are leaving before releasing anything, so that the node
+			// each worker goes to claims it the moment it sees the release.
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewInterval)
+			if err := e.writeMembership(ctx); err != nil {
+				e.log.Debug("could not announce leaving", "err", err)
+			}
+			cancel()
+		}
 		for _, w := range ws {
 			w.requestStop()
 		}
@@ -473,6 +486,22 @@ func (e *Engine) goFunc(f func()) {
 		f()
 	}()
 }
+
+// maxBurstOps bounds concurrent claims and releases of one node, so that stopping or starting
+// 10,000 workers at once queues them here instead of timing them out in the store.
+const maxBurstOps = 128
+
+// acquireOp waits for a slot for a bursty store operation; false if ctx ended first.
+func (e *Engine) acquireOp(ctx context.Context) bool {
+	select {
+	case e.ops <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (e *Engine) releaseOp() { <-e.ops }
 
 // settling reports whether the node still waits for the expected members after Start.
 func (e *Engine) settling() bool {

@@ -20,6 +20,7 @@ type observation struct {
 	claim     kv.Claim
 	malformed error
 	expired   bool      // the last change was the server's expiry marker
+	cleared   bool      // this node just cleared a claim that ran out
 	seenAt    time.Time // local (monotonic) time this revision was first seen
 }
 
@@ -170,8 +171,10 @@ func (w *worker) run() {
 		}
 		switch {
 		case !o.present:
-			// The preferred node claims at once, the others after the claim grace.
-			if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 {
+			// The preferred node claims at once, the others after the claim grace — except
+			// after a lease ran out, when the preferred node is likely the dead one: then
+			// whoever is first takes it, and placement moves it later if need be.
+			if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.expired && !o.cleared {
 				if !w.wait(left) {
 					return
 				}
@@ -226,7 +229,14 @@ func (w *worker) claim(o observation) {
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation,
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-	rev, err := e.claims.Create(ctx, w.name, c.Encode(), e.cfg.TTL)
+	var rev uint64
+	var err error
+	if e.acquireOp(ctx) {
+		rev, err = e.claims.Create(ctx, w.name, c.Encode(), e.cfg.TTL)
+		e.releaseOp()
+	} else {
+		err = ctx.Err()
+	}
 	cancel()
 	switch {
 	case err == nil:
@@ -272,7 +282,7 @@ func (w *worker) clear(o observation, stale bool) {
 			e.metrics.Takeover(w.name)
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		}
-		w.observe(observation{known: true, rev: o.rev + 1})
+		w.observe(observation{known: true, rev: o.rev + 1, cleared: stale})
 	case errors.Is(err, kv.ErrConflict):
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
@@ -485,6 +495,12 @@ func (w *worker) release(rev, token uint64, reason string) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if !e.acquireOp(ctx) {
+		w.log().Warn("could not release claim in time; it will expire")
+		return
+	}
+	defer e.releaseOp()
+	retried := false
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
 		err := e.claims.Delete(actx, w.name, rev)
@@ -494,10 +510,19 @@ func (w *worker) release(rev, token uint64, reason string) {
 			w.log().Info("released", "token", token)
 			return
 		}
+		if errors.Is(err, kv.ErrConflict) && retried {
+			// An earlier attempt whose reply was lost may have deleted it already.
+			if _, ok := w.ownLanded(token); !ok {
+				e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
+				w.log().Info("released", "token", token)
+				return
+			}
+		}
 		if errors.Is(err, kv.ErrConflict) || ctx.Err() != nil {
 			w.log().Warn("could not release claim; it will expire", "err", err)
 			return
 		}
+		retried = true
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
