@@ -20,11 +20,11 @@
 //	TestOwnerLoss/term                   SIGTERM the owner: handoff in milliseconds, clean stop
 //	TestPauseOwner                       SIGSTOP the owner past its TTL, SIGCONT; COORD_PAUSES times
 //	TestPauseStubbornOwner               the same with a command that ignores SIGTERM (SIGKILL at the fence)
-//	TestResumedNodeNoFalseNameClash      a resumed node must not claim its name is used twice (fails: bug)
+//	TestResumedNodeNoFalseNameClash      a resumed node must not claim its name is used twice
 //	TestKillWorkersStreamLeader          SIGKILL the KV_coord_workers leader with 6 workers: pauses, no overlap
 //	TestExternalNATS                     3 coordinators on an existing 3-server NATS (--nats); kill the owner
 //	TestExternalCutOff                   an owner's NATS connection goes silent: fenced, taken over, rejoins
-//	TestExternalStoreSurvivesServerLoss  losing 1 of 3 NATS servers must not stop the cluster (fails: bug)
+//	TestExternalStoreSurvivesServerLoss  losing 1 of 3 NATS servers must not stop the cluster
 //	TestStatusShape                      status --json decodes strictly into cluster.Status; values agree
 //	TestReleaseAndDrain                  coordinator release / drain / drain --undo
 //	TestCommandDiesWithCoordinator       SIGKILL the coordinator: every process below it is gone
