@@ -200,11 +200,11 @@ func TestPauseStubbornOwner(t *testing.T) {
 
 // TestResumedNodeNoFalseNameClash: a node paused for longer than the TTL loses its
 // membership record (it expires) and writes a new one when it resumes. That is not two
-// processes sharing a node name, and must not be reported as one: today the node logs at
+// processes sharing a node name, and must not be reported as one: it used to log at
 // ERROR "this node's membership record was written by someone else: is another process
 // using the same node name?", sending the operator after a configuration mistake that
-// does not exist. (ownership.keepMembership takes the kv.ErrConflict of an Update on an
-// expired key for a foreign write.)
+// does not exist, because the kv.ErrConflict of an Update on an expired key was taken for a
+// foreign write.
 func TestResumedNodeNoFalseNameClash(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, LogLevel: "info"})
