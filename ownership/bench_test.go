@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,3 +107,68 @@ func BenchmarkHandoff(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "handoff-ms")
 }
+
+// BenchmarkCall measures a request/reply round trip to a worker owned by another engine
+// (another connection), and reports the p99.
+func BenchmarkCall(b *testing.B) {
+	srv := natstest.Run(b)
+	st, err := kv.Open(context.Background(), srv.Connect(), kv.Options{Namespace: "b"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(st, "a", ConfigForTTL(5*time.Second), WithLogger(quiet), WithoutEvents())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ready := make(chan struct{})
+	_ = e.Register("svc", func(ctx context.Context, l *Lease) error { close(ready); <-ctx.Done(); return nil },
+		WithHandler(func(ctx context.Context, l *Lease, req []byte) ([]byte, error) { return req, nil }))
+	if err := e.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	<-ready
+	caller := srv.Connect()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := Call(context.Background(), caller, "b", "svc", []byte(`{"op":"status"}`)); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sortDurations(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "median-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkSaveState measures one state checkpoint (read, token check, compare-and-set).
+func BenchmarkSaveState(b *testing.B) {
+	srv := natstest.Run(b)
+	st, err := kv.Open(context.Background(), srv.Connect(), kv.Options{Namespace: "b"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(st, "a", ConfigForTTL(5*time.Second), WithLogger(quiet), WithoutEvents())
+	if err != nil {
+		b.Fatal(err)
+	}
+	leases := make(chan *Lease, 1)
+	_ = e.Register("svc", func(ctx context.Context, l *Lease) error { leases <- l; <-ctx.Done(); return nil })
+	if err := e.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	l := <-leases
+	data := make([]byte, 1024)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := l.SaveState(context.Background(), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
