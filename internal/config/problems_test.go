@@ -245,3 +245,11 @@ workers:
 		t.Errorf("got:%s", dump(ps))
 	}
 }
+
+// check and run must agree: a schedule the scheduler refuses is refused here too.
+func TestScheduleRulesOfTheScheduler(t *testing.T) {
+	_, err := Parse("t.yaml", []byte("jobs:\n  - name: j\n    schedule: '@every 1500ms'\n    command: [x]\n"))
+	if err == nil || !strings.Contains(err.Error(), "whole seconds") {
+		t.Fatalf("@every 1500ms: %v, want the scheduler's whole-seconds rule", err)
+	}
+}

@@ -3,13 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/jetcoord/coordinator/scheduler"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/robfig/cron/v3"
 )
 
 // Validate checks every setting and every cross-field rule, and reports all problems at
@@ -414,10 +413,6 @@ func knownSignal(s Signal) bool {
 
 const cronDoc = "see https://pkg.go.dev/github.com/robfig/cron/v3"
 
-// cronParser is the syntax of Job.Schedule: five fields, an optional leading seconds field,
-// or a descriptor.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 func (v *validator) schedule(p, name, spec string) {
 	path := p + ".schedule"
 	switch {
@@ -430,43 +425,10 @@ func (v *validator) schedule(p, name, spec string) {
 		v.add(path, "%s: schedule %q sets a time zone — write timezone: %s and schedule: %q instead", subject(p, name), spec, zone, strings.TrimSpace(rest))
 		return
 	}
-	if err := parseSchedule(spec); err != nil {
-		v.add(path, "%s: invalid schedule %q: %s — %s", subject(p, name), spec, cronReason(spec, err), cronDoc)
+	// The scheduler's own parser, so that check and run never disagree.
+	if _, err := scheduler.ParseSchedule(spec, time.UTC); err != nil {
+		v.add(path, "%s: %s — %s", subject(p, name), strings.TrimPrefix(err.Error(), "scheduler: "), cronDoc)
 	}
-}
-
-func parseSchedule(spec string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("cannot parse: %v", r)
-		}
-	}()
-	_, err = cronParser.Parse(spec)
-	return err
-}
-
-// cronReason says which field a robfig/cron error is about: "end of range (61) above
-// maximum (59): 61" becomes `minute field "61": end of range (61) above maximum (59)`.
-func cronReason(spec string, err error) string {
-	msg := err.Error()
-	fields := strings.Fields(spec)
-	names := []string{"minute", "hour", "day-of-month", "month", "day-of-week"}
-	if len(fields) == 6 {
-		names = append([]string{"second"}, names...)
-	}
-	i := strings.LastIndex(msg, ": ")
-	if strings.HasPrefix(spec, "@") || len(fields) != len(names) || i < 0 {
-		return msg
-	}
-	expr := msg[i+2:]
-	for k, field := range fields {
-		for _, part := range strings.Split(field, ",") {
-			if part == expr {
-				return fmt.Sprintf("%s field %q: %s", names[k], field, msg[:i])
-			}
-		}
-	}
-	return msg
 }
 
 func (v *validator) timezone(p, name, tz string) {
