@@ -12,6 +12,9 @@ type Metrics interface {
 	Handoff(worker string)
 	Owned(delta int)
 	EventPublished(kind, typ string)
+	// WorkerFailed counts a worker function that returned an error or panicked (a crash
+	// loop shows as a steadily rising count).
+	WorkerFailed(worker string)
 }
 
 // NopMetrics is a Metrics that does nothing.
@@ -24,3 +27,4 @@ func (NopMetrics) Takeover(string)                      {}
 func (NopMetrics) Handoff(string)                       {}
 func (NopMetrics) Owned(int)                            {}
 func (NopMetrics) EventPublished(string, string)        {}
+func (NopMetrics) WorkerFailed(string)                  {}

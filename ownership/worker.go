@@ -493,36 +493,47 @@ func (w *worker) endTerm(ctx context.Context, rev, token uint64, runDone <-chan 
 // may be shutting down.
 func (w *worker) release(rev, token uint64, reason string) {
 	e := w.e
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	defer cancel()
 	if !e.acquireOp(ctx) {
 		w.log().Warn("could not release claim in time; it will expire")
 		return
 	}
 	defer e.releaseOp()
-	retried := false
+	released := func() {
+		e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
+		w.log().Info("released", "token", token)
+	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
 		err := e.claims.Delete(actx, w.name, rev)
 		acancel()
 		if err == nil {
-			e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
-			w.log().Info("released", "token", token)
+			released()
 			return
 		}
-		if errors.Is(err, kv.ErrConflict) && retried {
-			// An earlier attempt whose reply was lost may have deleted it already.
-			if _, ok := w.ownLanded(token); !ok {
-				e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
-				w.log().Info("released", "token", token)
+		if errors.Is(err, kv.ErrConflict) {
+			// A renewal or an earlier delete whose reply was lost may have landed: look.
+			actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
+			ce, gerr := e.claims.GetClaim(actx, w.name)
+			acancel()
+			switch {
+			case errors.Is(gerr, kv.ErrNotFound):
+				released()
+				return
+			case gerr == nil && ce.Err == nil && ce.Claim.Incarnation == e.incarnation && ce.Token() == token:
+				rev = ce.Revision // still ours, at a newer revision
+				continue
+			case gerr == nil:
+				w.log().Debug("claim taken over before the release", "owner", ce.Claim.Node)
 				return
 			}
+			err = gerr
 		}
-		if errors.Is(err, kv.ErrConflict) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			w.log().Warn("could not release claim; it will expire", "err", err)
 			return
 		}
-		retried = true
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
@@ -546,6 +557,7 @@ func (w *worker) runWorker(ctx context.Context, lease *Lease) {
 			return
 		}
 		if err != nil {
+			e.metrics.WorkerFailed(w.name)
 			w.log().Error("worker failed", "err", err, "ran", ran.Round(time.Millisecond), "restart_in", backoff)
 			e.publish(Event{Kind: KindWorker, Type: EventFailed, Name: w.name, Token: lease.Token(), Error: err.Error()})
 		} else {

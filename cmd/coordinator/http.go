@@ -26,6 +26,7 @@ type promMetrics struct {
 	handoffs      prometheus.Counter
 	jobRuns       *prometheus.CounterVec
 	events        *prometheus.CounterVec
+	failures      *prometheus.CounterVec
 }
 
 func newPromMetrics() *promMetrics {
@@ -49,9 +50,11 @@ func newPromMetrics() *promMetrics {
 			Help: "Cron job runs by result."}, []string{"job", "result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_events_published_total",
 			Help: "Lifecycle events published, by kind and type."}, []string{"kind", "type"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "coordinator_worker_failures_total",
+			Help: "Worker runs that failed (non-zero exit, error, panic), by worker: a crash loop keeps rising."}, []string{"worker"}),
 	}
 	m.reg.MustRegister(m.owned, m.claimAttempts, m.renewals, m.renewLatency, m.leaseLosses, m.takeovers,
-		m.handoffs, m.jobRuns, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.handoffs, m.jobRuns, m.events, m.failures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -81,6 +84,7 @@ func (m *promMetrics) Handoff(string)                    { m.handoffs.Inc() }
 func (m *promMetrics) Owned(delta int)                   { m.owned.Add(float64(delta)) }
 func (m *promMetrics) EventPublished(kind, typ string)   { m.events.WithLabelValues(kind, typ).Inc() }
 func (m *promMetrics) JobRun(job, result string)         { m.jobRuns.WithLabelValues(job, result).Inc() }
+func (m *promMetrics) WorkerFailed(worker string)        { m.failures.WithLabelValues(worker).Inc() }
 
 type httpServer struct {
 	srv  *http.Server
