@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,34 +43,12 @@ func probeJobs(ctx context.Context, bins cluster.Binaries, dir string) string {
 		return err.Error()
 	}
 	if err := n.WaitReady(30 * time.Second); err != nil {
-		if why := lastLogError(n.LogPath()); why != "" {
+		if why := cluster.LastLogError(n.LogPath()); why != "" {
 			return "`coordinator check` accepts jobs but `coordinator run` refuses them: " + why
 		}
 		return err.Error()
 	}
 	return ""
-}
-
-// lastLogError returns the err (or msg) of the last ERROR record of a JSON log.
-func lastLogError(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	var last string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["level"] != "ERROR" {
-			continue
-		}
-		last = fmt.Sprint(rec["msg"])
-		if e, ok := rec["err"]; ok {
-			last = fmt.Sprint(e)
-		}
-	}
-	return last
 }
 
 // parseTick reads COORD_TICK: unix seconds, or an RFC 3339 time.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -88,7 +87,7 @@ func probeJobs(ctx context.Context, bins cluster.Binaries, dir string, ttl time.
 		return err.Error()
 	}
 	if err := n.WaitReady(30 * time.Second); err != nil {
-		if reason := logError(n.LogPath()); reason != "" {
+		if reason := cluster.LastLogError(n.LogPath()); reason != "" {
 			return "`coordinator check` accepts jobs but `coordinator run` refuses them: " + reason
 		}
 		return err.Error()
@@ -105,28 +104,6 @@ func firstLine(out []byte, err error) string {
 		return err.Error()
 	}
 	return s
-}
-
-// logError returns the error of the last ERROR record in a node's JSON log, or "".
-func logError(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	var last string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["level"] != "ERROR" {
-			continue
-		}
-		last = fmt.Sprint(rec["msg"])
-		if e, ok := rec["err"]; ok {
-			last = fmt.Sprint(e)
-		}
-	}
-	return last
 }
 
 // Tick is one line of the ticks log: a run of a job's tick on a node.
