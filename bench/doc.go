@@ -33,10 +33,10 @@
 // printed and kept in results.json: they are findings, not noise.
 //
 // ttl2 — three nodes at TTL 2s with six recorder workers (and two per-second cron jobs
-// when the build runs jobs):
+//):
 //   - cron_fire_delay_ms_median, _p99: for 20 s, each tick's scheduled time (COORD_TICK)
 //     against the wall clock read by the tick's command as it starts; "cron_fire_delay_ms
-//     n/a" when the coordinator does not run cron jobs.
+//     n/a" when no tick ran.
 //   - claims_per_s_3node_seq, _c32: as above against the three servers (R3 buckets).
 //   - handoff_ms_median, _p99 (-handoffs, 10): SIGTERM a node → a worker it ran starts on
 //     another node. Times are the recorder's CLOCK_MONOTONIC start stamp minus a stamp

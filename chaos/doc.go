@@ -14,10 +14,8 @@
 // The nodes run under internal/cluster (New, StartAll, Close) with -workers supervised
 // recorder commands (internal/cluster/recorder), which log their runs with
 // CLOCK_MONOTONIC stamps and take a lock per worker, so that an overlap is seen both from
-// the stamps and from the kernel. When the coordinator runs cron jobs — found out by
-// `coordinator check` on a config with a job and by starting one node with it, since check
-// only validates the file — -jobs per-second jobs append "$COORD_JOB $COORD_TICK
-// $COORD_NODE" to ticks.log; otherwise they are skipped with a notice.
+// the stamps and from the kernel. -jobs per-second cron jobs append "$COORD_JOB
+// $COORD_TICK $COORD_NODE" to ticks.log, from which duplicate and missed ticks are counted.
 //
 // Every route between the embedded servers goes through a proxy in this process (see
 // routeNet), so that a node can be cut off from the others while it keeps running. The

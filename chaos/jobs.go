@@ -2,19 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/jetcoord/coordinator/internal/cluster"
 )
 
 // TicksFile is the log the cron jobs' commands append to, in the cluster's directory.
@@ -55,55 +50,6 @@ func configYAML(workers []string, recorder, dir string, jobs []string) string {
 		fmt.Fprintf(&b, "  - name: %s\n    schedule: \"@every 1s\"\n    command: %s\n", q(j), list(tickCommand(filepath.Join(dir, TicksFile))))
 	}
 	return b.String()
-}
-
-// probeJobs finds out whether this coordinator build runs cron jobs: `coordinator check`
-// must accept a config with one, and — because check validates the file only — a single
-// node must also start with it. It returns "" when jobs work, else the reason.
-func probeJobs(ctx context.Context, bins cluster.Binaries, dir string, ttl time.Duration) string {
-	pdir := filepath.Join(dir, "jobs-probe")
-	if err := os.MkdirAll(pdir, 0o755); err != nil {
-		return err.Error()
-	}
-	cfg := configYAML(nil, bins.Recorder, pdir, []string{"probe"})
-	path := filepath.Join(pdir, "check.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return err.Error()
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(cctx, bins.Coordinator, "check", "--config", path).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("`coordinator check` refuses a job: %s", firstLine(out, err))
-	}
-
-	c, err := cluster.New(cluster.Options{Nodes: 1, TTL: ttl, Config: cfg, Binaries: bins, Dir: pdir, LogLevel: "info"})
-	if err != nil {
-		return err.Error()
-	}
-	defer c.Close()
-	n := c.Node(0)
-	if err := n.Start(); err != nil {
-		return err.Error()
-	}
-	if err := n.WaitReady(30 * time.Second); err != nil {
-		if reason := cluster.LastLogError(n.LogPath()); reason != "" {
-			return "`coordinator check` accepts jobs but `coordinator run` refuses them: " + reason
-		}
-		return err.Error()
-	}
-	return ""
-}
-
-func firstLine(out []byte, err error) string {
-	s := strings.TrimSpace(string(out))
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if s == "" {
-		return err.Error()
-	}
-	return s
 }
 
 // Tick is one line of the ticks log: a run of a job's tick on a node.
