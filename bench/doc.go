@@ -32,8 +32,7 @@
 // holder stops — releasing its claims — the warnings it logged are counted by message,
 // printed and kept in results.json: they are findings, not noise.
 //
-// ttl2 — three nodes at TTL 2s with six recorder workers (and two per-second cron jobs
-//):
+// ttl2 — three nodes at TTL 2s with six recorder workers and two per-second cron jobs:
 //   - cron_fire_delay_ms_median, _p99: for 20 s, each tick's scheduled time (COORD_TICK)
 //     against the wall clock read by the tick's command as it starts; "cron_fire_delay_ms
 //     n/a" when no tick ran.
