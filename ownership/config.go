@@ -3,6 +3,8 @@ package ownership
 import (
 	"fmt"
 	"time"
+
+	"github.com/jetcoord/coordinator/lease"
 )
 
 // Config holds the lease timings of an engine. Start from DefaultConfig or ConfigForTTL.
@@ -52,24 +54,19 @@ func ConfigForTTL(ttl time.Duration) Config {
 	return c
 }
 
-// derive fills zero timings from TTL.
+// Timing returns the lease timings of c, as set (zero fields not derived).
+func (c Config) Timing() lease.Timing {
+	return lease.Timing{TTL: c.TTL, RenewInterval: c.RenewInterval, RenewDeadline: c.RenewDeadline,
+		FenceGrace: c.FenceGrace, ShutdownGrace: c.ShutdownGrace}
+}
+
+// derive fills zero timings from TTL by the one rule, lease.Timing.Derive.
 func (c *Config) derive() {
 	if c.TTL <= 0 {
 		return
 	}
-	if c.RenewInterval == 0 {
-		c.RenewInterval = c.TTL / 5
-	}
-	if c.RenewDeadline == 0 {
-		c.RenewDeadline = c.TTL * 4 / 5
-	}
-	if c.FenceGrace == 0 {
-		gap := c.TTL - c.RenewDeadline
-		c.FenceGrace = gap - min(500*time.Millisecond, gap/2)
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = 30 * time.Second
-	}
+	t := c.Timing().Derive()
+	c.RenewInterval, c.RenewDeadline, c.FenceGrace, c.ShutdownGrace = t.RenewInterval, t.RenewDeadline, t.FenceGrace, t.ShutdownGrace
 	if c.RestartBackoff == 0 {
 		c.RestartBackoff = 500 * time.Millisecond
 	}
@@ -90,25 +87,21 @@ func (c *Config) derive() {
 	}
 }
 
-// Validate checks the timings against each other. Zero fields are derived from TTL first.
+// Validate checks the timings against each other by the one rule, lease.Timing.Validate
+// (zero fields are derived from TTL first), and the engine's own settings. A TTL of 0 is
+// refused here (start from DefaultConfig or ConfigForTTL).
 func (c Config) Validate() error {
-	c.derive()
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
 	}
+	if c.TTL == 0 {
+		return bad("TTL is 0: start from DefaultConfig() or ConfigForTTL(ttl)")
+	}
+	if err := c.Timing().Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.derive()
 	switch {
-	case c.TTL < time.Second:
-		return bad("TTL %v is too short: the server keeps per-entry TTLs in whole seconds; use at least 1s", c.TTL)
-	case c.RenewInterval <= 0:
-		return bad("RenewInterval %v must be positive", c.RenewInterval)
-	case c.RenewInterval >= c.RenewDeadline:
-		return bad("RenewInterval %v must be shorter than RenewDeadline %v, or a single slow renewal stops the worker", c.RenewInterval, c.RenewDeadline)
-	case c.RenewDeadline >= c.TTL:
-		return bad("RenewDeadline %v must be shorter than TTL %v, or another node may start the worker before this one stops it", c.RenewDeadline, c.TTL)
-	case c.FenceGrace <= 0 || c.RenewDeadline+c.FenceGrace >= c.TTL:
-		return bad("FenceGrace %v must be positive and RenewDeadline + FenceGrace (%v) shorter than TTL %v", c.FenceGrace, c.RenewDeadline+c.FenceGrace, c.TTL)
-	case c.ShutdownGrace <= 0:
-		return bad("ShutdownGrace %v must be positive", c.ShutdownGrace)
 	case c.ClaimGrace < 0 || c.RebalanceDelay < 0 || c.RebalanceRate <= 0:
 		return bad("ClaimGrace %v and RebalanceDelay %v must not be negative, RebalanceRate %v must be positive", c.ClaimGrace, c.RebalanceDelay, c.RebalanceRate)
 	case c.RestartBackoff <= 0 || c.RestartBackoffMax < c.RestartBackoff:

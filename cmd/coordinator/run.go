@@ -91,7 +91,8 @@ func (f *runFlags) apply(cfg *config.File) {
 		case "replicas":
 			cfg.Cluster.Replicas = f.replicas
 		case "ttl":
-			cfg.Timing = config.Timing{TTL: config.Duration(f.ttl), ShutdownGrace: cfg.Timing.ShutdownGrace}
+			// Only the TTL: timings set in the file stay, as with COORD_TTL.
+			cfg.Timing.TTL = config.Duration(f.ttl)
 		case "log-level":
 			cfg.Log.Level = f.logLevel
 		case "log-format":

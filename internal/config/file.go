@@ -4,6 +4,8 @@ import (
 	"os"
 	"reflect"
 	"time"
+
+	"github.com/jetcoord/coordinator/lease"
 )
 
 // Defaults. Each field's doc in File says which one applies and why.
@@ -12,18 +14,13 @@ const (
 	DefaultListen        = "127.0.0.1:4222"
 	DefaultWeight        = 1
 	DefaultNamespace     = "coord"
-	DefaultTTL           = 15 * time.Second
-	DefaultShutdownGrace = 30 * time.Second
+	DefaultTTL           = lease.DefaultTTL
+	DefaultShutdownGrace = lease.DefaultShutdownGrace
 	DefaultStopGrace     = 10 * time.Second
 	DefaultCatchUpLimit  = 10
 	DefaultTimezone      = "UTC"
 	DefaultLogLevel      = "info"
 	DefaultLogFormat     = "auto"
-
-	// fenceMargin is what the derived FenceGrace keeps back from the TTL (at most half the
-	// gap between renew deadline and TTL), so that a worker that lost its lease is gone
-	// before a contender's TTL timer runs out. Same rule as ownership.Config.
-	fenceMargin = 500 * time.Millisecond
 )
 
 // File is the daemon's configuration file. A zero or empty value anywhere means "not set":
@@ -137,25 +134,21 @@ type Timing struct {
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 }
 
-// Resolve returns t with every zero field replaced by its default or derived value.
-func (t Timing) Resolve() Timing {
-	if t.TTL == 0 {
-		t.TTL = Duration(DefaultTTL)
-	}
-	if t.RenewInterval == 0 {
-		t.RenewInterval = t.TTL / 5
-	}
-	if t.RenewDeadline == 0 {
-		t.RenewDeadline = t.TTL * 4 / 5
-	}
-	if t.FenceGrace == 0 {
-		gap := t.TTL - t.RenewDeadline
-		t.FenceGrace = gap - min(Duration(fenceMargin), gap/2)
-	}
-	if t.ShutdownGrace == 0 {
-		t.ShutdownGrace = Duration(DefaultShutdownGrace)
-	}
-	return t
+// Resolve returns t with every zero field replaced by its default or derived value, by the
+// one rule for lease timings (lease.Timing.Derive).
+func (t Timing) Resolve() Timing { return fromLease(t.Lease().Derive()) }
+
+// Lease returns t as the lease package's Timing, as set (zero fields not derived). The
+// daemon hands it, resolved, to the ownership engine, the scheduler and the watchdog.
+func (t Timing) Lease() lease.Timing {
+	return lease.Timing{TTL: time.Duration(t.TTL), RenewInterval: time.Duration(t.RenewInterval),
+		RenewDeadline: time.Duration(t.RenewDeadline), FenceGrace: time.Duration(t.FenceGrace),
+		ShutdownGrace: time.Duration(t.ShutdownGrace)}
+}
+
+func fromLease(l lease.Timing) Timing {
+	return Timing{TTL: Duration(l.TTL), RenewInterval: Duration(l.RenewInterval), RenewDeadline: Duration(l.RenewDeadline),
+		FenceGrace: Duration(l.FenceGrace), ShutdownGrace: Duration(l.ShutdownGrace)}
 }
 
 // Log configures the daemon's log.

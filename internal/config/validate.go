@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/jetcoord/coordinator/scheduler"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jetcoord/coordinator/lease"
+	"github.com/jetcoord/coordinator/scheduler"
 )
 
 // Validate checks every setting and every cross-field rule, and reports all problems at
@@ -265,17 +267,23 @@ func (v *validator) timing() {
 	interval := show("renew_interval", t.RenewInterval, r.RenewInterval, "ttl/5")
 	deadline := show("renew_deadline", t.RenewDeadline, r.RenewDeadline, "ttl*4/5")
 	grace := show("fence_grace", t.FenceGrace, r.FenceGrace, "ttl − renew_deadline − min(0.5s, half the gap)")
-	switch {
-	case r.TTL < Duration(time.Second):
-		v.add("timing.ttl", "%s is too short — use at least 1s (store entries expire in whole seconds)", ttl)
-	case r.RenewInterval >= r.RenewDeadline:
+	// The rule is lease.Timing.Validate's, as for the engine, the scheduler and the
+	// watchdog; only the wording is the file's.
+	var te *lease.TimingError
+	if !errors.As(t.Lease().Validate(), &te) {
+		return
+	}
+	switch te.Rule {
+	case lease.RuleTTLTooShort:
+		v.add("timing.ttl", "%s is too short — use at least %v (store entries expire in whole seconds)", ttl, lease.MinTTL)
+	case lease.RuleIntervalBeforeDeadline:
 		v.add(at("renew_interval", "renew_deadline"), "%s must be shorter than %s, or the owner stops its worker before it even tries to renew — lower renew_interval or raise renew_deadline", interval, deadline)
-	case r.RenewDeadline >= r.TTL:
+	case lease.RuleDeadlineBeforeTTL:
 		v.add(at("renew_deadline", "ttl"), "%s must be shorter than %s, or a worker can still run when another node takes over — lower renew_deadline or raise ttl", deadline, ttl)
-	case t.FenceGrace == 0 && r.FenceGrace <= 0:
-		v.add(at("renew_deadline", "ttl"), "%s leaves no time to stop a worker that lost its lease: %s — raise ttl above renew_deadline + 0.5s, or set renew_deadline to at most %s", ttl, grace, r.TTL-Duration(fenceMargin)-Duration(100*time.Millisecond))
-	case r.RenewDeadline+r.FenceGrace >= r.TTL:
+	case lease.RuleFenceBeforeTTL:
 		v.add(at("fence_grace", "renew_deadline", "ttl"), "%s + %s must stay below %s, or a new owner may start before the old worker is killed — lower fence_grace below %s", deadline, grace, ttl, r.TTL-r.RenewDeadline)
+	default:
+		v.add("timing", "%v", te)
 	}
 }
 
