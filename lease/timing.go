@@ -10,6 +10,11 @@ const (
 	// DefaultTTL rides out a JetStream leader election (writes refused for up to ~9 s) in a
 	// three-node cluster; a single embedded node can use 3–5 s.
 	DefaultTTL = 15 * time.Second
+	// DefaultRenewInterval, DefaultRenewDeadline and DefaultFenceGrace are what Derive gives
+	// for DefaultTTL.
+	DefaultRenewInterval = DefaultTTL / 5
+	DefaultRenewDeadline = DefaultTTL * 4 / 5
+	DefaultFenceGrace    = DefaultTTL - DefaultRenewDeadline - FenceMargin
 	// DefaultShutdownGrace bounds planned stops (shutdown, handoff).
 	DefaultShutdownGrace = 30 * time.Second
 	// FenceMargin is what a derived FenceGrace keeps back from the TTL (at most half the gap

@@ -16,6 +16,11 @@ func TestDefaultTiming(t *testing.T) {
 	if err := DefaultTiming().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	consts := Timing{TTL: DefaultTTL, RenewInterval: DefaultRenewInterval, RenewDeadline: DefaultRenewDeadline,
+		FenceGrace: DefaultFenceGrace, ShutdownGrace: DefaultShutdownGrace}
+	if consts != want {
+		t.Fatalf("Default* constants = %+v, want %+v", consts, want)
+	}
 	if got := (Timing{}).Derive(); got != want {
 		t.Fatalf("Timing{}.Derive() = %+v", got)
 	}

@@ -61,17 +61,12 @@ func (j *job) catchUp(from time.Time) {
 func (j *job) catchUpOnce(from time.Time) (bool, error) {
 	ctx, cancel := context.WithCancelCause(j.ctx)
 	defer cancel(nil)
-	l := j.newLease(catchUpKey(j.name), leaseRecord{Claim: nuid.Next(), State: leaseCatchUp},
-		func(cause error) { cancel(cause) }, nil)
-	if err := l.create(ctx); errors.Is(err, kv.ErrExists) {
+	l := j.newLease(catchUpKey(j.name), leaseRecord{Claim: nuid.Next(), State: leaseCatchUp}, nil)
+	if err := l.create(ctx, func(cause error) { cancel(cause) }); errors.Is(err, kv.ErrExists) {
 		j.log.Debug("another node holds the catch-up lock; waiting")
 		return false, nil
 	} else if err != nil {
 		return false, err
-	}
-	if !l.start() {
-		l.remove()
-		return true, nil
 	}
 	defer l.remove()
 

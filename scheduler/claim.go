@@ -146,7 +146,7 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 
 func (j *job) tickOf(rec Run) Tick {
 	return Tick{Job: j.name, Time: rec.Tick.In(j.sched.Location()), Node: rec.Node, Token: rec.Token,
-		Manual: rec.Manual, Attempt: rec.Attempt}
+		Manual: rec.Manual, Attempt: rec.Attempt, fenceGrace: j.s.timing.FenceGrace}
 }
 
 // writeRecord creates the tick record (prevRev 0) or updates it at prevRev. It returns
@@ -278,7 +278,7 @@ func (j *job) recordMissed(ctx context.Context, t time.Time, why string) (bool, 
 func (j *job) updateLast(rec Run, rev uint64) {
 	rec.Revision = rev
 	key := lastKey(j.name)
-	ctx, cancel := context.WithTimeout(context.Background(), j.s.lease.TTL)
+	ctx, cancel := context.WithTimeout(context.Background(), j.s.timing.TTL)
 	defer cancel()
 	for i := 0; i < 5; i++ {
 		gctx, gcancel := j.opCtx(ctx)

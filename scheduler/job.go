@@ -116,7 +116,7 @@ func (j *job) clock() time.Time { return j.s.opts.clock.Now() }
 
 // opCtx bounds one store operation.
 func (j *job) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, j.s.lease.RenewInterval)
+	return context.WithTimeout(ctx, j.s.timing.RenewInterval)
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
@@ -236,7 +236,7 @@ func (j *job) tickLoop(cursor time.Time) {
 // until that lease has run out.
 func (j *job) attempt(t time.Time) {
 	deadline := t.Add(j.s.opts.missAfter)
-	limit := deadline.Add(j.s.lease.TTL)
+	limit := deadline.Add(j.s.timing.TTL)
 	reason := "scheduled"
 	if j.clock().Sub(t) > j.s.opts.takeoverDelay+time.Second {
 		reason = "late"
@@ -258,7 +258,7 @@ func (j *job) attempt(t time.Time) {
 		now := j.clock()
 		if err != nil {
 			j.log.Debug("cannot claim tick; retrying", "tick", t, "err", err)
-		} else if ext := now.Add(j.s.lease.TTL); ext.After(deadline) {
+		} else if ext := now.Add(j.s.timing.TTL); ext.After(deadline) {
 			deadline = ext
 			if deadline.After(limit) {
 				deadline = limit
@@ -388,6 +388,8 @@ func (j *job) apply(c kv.Change) {
 	j.notifyLocked()
 	j.mu.Unlock()
 	switch {
+	case lost != nil && lost.lease != nil:
+		lost.lease.lose() // its context ends through the lease, with the deadline pulled in
 	case lost != nil:
 		lost.cancel(ErrLeaseLost)
 	case stopReason != "":

@@ -3,73 +3,59 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jetcoord/coordinator/kv"
+	"github.com/jetcoord/coordinator/lease"
 )
 
-// errLeaseGone: the lease expired, was removed, or belongs to another claim now.
-var errLeaseGone = errors.New("scheduler: lease gone")
-
-// lease is a short-lived entry with a per-entry TTL that this node keeps renewing while it
-// holds it: a run lease <job>.<tick>.run or the catch-up lock <job>.catchup. The timings
-// are ownership's (renew every TTL/5; the holder gives up when no renewal succeeded for
-// TTL*4/5, counted from the send time of the last good one), so the holder has stopped
-// before anyone else may conclude that the lease is gone.
-type lease struct {
+// runLease is a short-lived entry with a per-entry TTL that this node keeps renewed while it
+// holds it: a run lease <job>.<tick>.run or the catch-up lock <job>.catchup. The renew
+// loop, deadline and fence are lease.Lease's, with the scheduler's timings (the one rule,
+// lease.Timing), so the holder has stopped before anyone else may conclude that the lease
+// is gone. runLease is its Store: a renewal that conflicts re-reads the entry to tell a stop
+// request from a newer run (Replace) or its own earlier write from another claim.
+type runLease struct {
 	j      *job
 	key    string
-	onLost func(error)  // the holder's context ends; called at most once
 	onStop func(string) // a newer run asked this one to stop (Replace)
 
-	mu  sync.Mutex // serialises writes
+	mu  sync.Mutex // guards rec
 	rec leaseRecord
-	rev uint64
-
-	sent     time.Time // send time of the create
-	dlMu     sync.Mutex
-	deadline time.Time     // renew deadline: send time of the last good write + RenewDeadline
-	dlCh     chan struct{} // closed when deadline moves
-	cancel   context.CancelFunc
-	done     chan struct{}
-	lostOnce sync.Once
-	stopOnce sync.Once
+	l   *lease.Lease
 }
 
-func (j *job) newLease(key string, rec leaseRecord, onLost func(error), onStop func(string)) *lease {
-	rec.Job, rec.Node, rec.TTL = j.name, j.s.node, kv.Duration(j.s.lease.TTL)
-	return &lease{j: j, key: key, rec: rec, onLost: onLost, onStop: onStop}
+func (j *job) newLease(key string, rec leaseRecord, onStop func(string)) *runLease {
+	rec.Job, rec.Node, rec.TTL = j.name, j.s.node, kv.Duration(j.s.timing.TTL)
+	return &runLease{j: j, key: key, rec: rec, onStop: onStop}
 }
 
 // createLease creates and starts keeping the run lease of tick key for the run r.
-func (j *job) createLease(ctx context.Context, key string, rec Run, r *run) (*lease, error) {
-	l := j.newLease(leaseKeyOf(key), leaseRecord{Tick: rec.Tick, Claim: rec.Claim, Attempt: rec.Attempt, State: leaseClaiming},
-		r.cancel, r.replaced)
-	if err := l.create(ctx); err != nil {
+func (j *job) createLease(ctx context.Context, key string, rec Run, r *run) (*runLease, error) {
+	l := j.newLease(leaseKeyOf(key), leaseRecord{Tick: rec.Tick, Claim: rec.Claim, Attempt: rec.Attempt, State: leaseClaiming}, r.replaced)
+	if err := l.create(ctx, r.cancel); err != nil {
 		return nil, err
-	}
-	if !l.start() {
-		l.release(leaseDone)
-		return nil, ErrClosed
 	}
 	return l, nil
 }
 
-// create writes the lease if the key has no live entry. It returns kv.ErrExists when
-// another claim holds it. A create whose reply was lost is recognised by the claim id.
-func (l *lease) create(ctx context.Context) error {
+// create writes the lease if the key has no live entry and starts keeping it; onLost is
+// called (with ErrLeaseExpired or ErrLeaseLost) when it is lost. It returns kv.ErrExists
+// when another claim holds it. A create whose reply was lost is recognised by the claim
+// id.
+func (l *runLease) create(ctx context.Context, onLost func(error)) error {
 	j := l.j
 	backoff := 50 * time.Millisecond
 	for {
-		l.sent = j.clock()
-		l.rec.Renewed = l.sent.UTC()
+		sent := j.clock()
+		l.rec.Renewed = sent.UTC()
 		cctx, cancel := j.opCtx(ctx)
-		rev, err := j.s.bucket.Create(cctx, l.key, l.rec.encode(), j.s.lease.TTL)
+		rev, err := j.s.bucket.Create(cctx, l.key, l.rec.encode(), j.s.timing.TTL)
 		cancel()
 		if err == nil {
-			l.rev = rev
-			return nil
+			return l.start(rev, sent, onLost)
 		}
 		if !errors.Is(err, kv.ErrExists) && !errors.Is(err, kv.ErrUnavailable) {
 			return err
@@ -79,8 +65,7 @@ func (l *lease) create(ctx context.Context) error {
 		cancel()
 		if gerr == nil {
 			if cur, derr := decodeLease(l.key, e.Value); derr == nil && cur.Claim == l.rec.Claim {
-				l.rev = e.Revision
-				return nil
+				return l.start(e.Revision, sent, onLost)
 			}
 			return kv.ErrExists
 		}
@@ -95,82 +80,41 @@ func (l *lease) create(ctx context.Context) error {
 	}
 }
 
+func (l *runLease) start(rev uint64, sent time.Time, onLost func(error)) error {
+	j := l.j
+	ll, err := lease.Start(lease.Config{Name: l.key, Timing: j.s.timing, Store: l, Rev: rev, Sent: sent,
+		Clock: j.s.opts.clock, Log: j.log,
+		OnEnd: func(cause error) {
+			if errors.Is(cause, lease.ErrExpired) {
+				onLost(ErrLeaseExpired)
+			} else {
+				onLost(ErrLeaseLost)
+			}
+		}})
+	if err != nil {
+		return err // New validated the timing: not reached
+	}
+	l.l = ll
+	return nil
+}
+
 // Deadline returns the run's renew deadline and a channel closed when it next moves; the
 // run must be stopped when it passes (supervised commands hand it to their watchdog).
-func (l *lease) Deadline() (time.Time, <-chan struct{}) {
-	l.dlMu.Lock()
-	defer l.dlMu.Unlock()
-	if l.dlCh == nil {
-		l.deadline = l.sent.Add(l.j.s.lease.RenewDeadline)
-		l.dlCh = make(chan struct{})
-	}
-	return l.deadline, l.dlCh
+func (l *runLease) Deadline() (time.Time, <-chan struct{}) { return l.l.Deadline() }
+
+// lose ends the lease now: this node's watch saw it deleted or taken by another claim.
+func (l *runLease) lose() { l.l.Lose(fmt.Errorf("%w: %s changed under this run", lease.ErrLost, l.key)) }
+
+// Renew is the lease.Store method: the same record again, with a fresh TTL.
+func (l *runLease) Renew(ctx context.Context, rev uint64) (uint64, bool, error) {
+	nrev, err := l.writeAt(ctx, rev, nil, l.j.s.timing.TTL)
+	return nrev, false, err
 }
 
-func (l *lease) extend(d time.Time) {
-	_, _ = l.Deadline()
-	l.dlMu.Lock()
-	defer l.dlMu.Unlock()
-	if d.After(l.deadline) {
-		l.deadline = d
-		close(l.dlCh)
-		l.dlCh = make(chan struct{})
-	}
-}
-
-// start runs the renewal loop; false when the job is stopping.
-func (l *lease) start() bool {
-	ctx, cancel := context.WithCancel(context.Background()) // outlives the job's context: final records are written under it
-	l.cancel, l.done = cancel, make(chan struct{})
-	if !l.j.goFunc(func() { l.keep(ctx) }) {
-		cancel()
-		close(l.done)
-		return false
-	}
-	return true
-}
-
-func (l *lease) lose(cause error) {
-	l.lostOnce.Do(func() {
-		if l.onLost != nil {
-			l.onLost(cause)
-		}
-	})
-}
-
-func (l *lease) keep(ctx context.Context) {
-	defer close(l.done)
-	j, cfg := l.j, l.j.s.lease
-	clock := j.s.opts.clock
-	fence := clock.AfterFunc(l.sent.Add(cfg.RenewDeadline).Sub(clock.Now()), func() {
-		j.log.Warn("lease renew deadline passed", "key", l.key)
-		l.lose(ErrLeaseExpired)
-	})
-	defer fence.Stop()
-	interval := cfg.RenewInterval
-	for j.sleep(ctx, interval) {
-		sent := clock.Now()
-		err := l.write(ctx, nil, cfg.TTL)
-		switch {
-		case err == nil:
-			fence.Reset(sent.Add(cfg.RenewDeadline).Sub(clock.Now()))
-			l.extend(sent.Add(cfg.RenewDeadline))
-			interval = cfg.RenewInterval
-		case errors.Is(err, errLeaseGone):
-			j.log.Warn("lease lost", "key", l.key)
-			l.lose(ErrLeaseLost)
-			return
-		default:
-			j.log.Debug("cannot renew lease; retrying", "key", l.key, "err", err)
-			interval = cfg.RenewInterval / 4
-		}
-	}
-}
-
-// write updates the lease at its last revision with a new TTL, after mutate. When someone
+// writeAt updates the lease at revision rev with a new TTL, after mutate. When someone
 // else wrote it, it takes over a stop request if the claim is still this one's and
-// returns errLeaseGone if not.
-func (l *lease) write(ctx context.Context, mutate func(*leaseRecord), ttl time.Duration) error {
+// returns an error wrapping lease.ErrLost if not.
+func (l *runLease) writeAt(ctx context.Context, rev uint64, mutate func(*leaseRecord), ttl time.Duration) (uint64, error) {
 	j := l.j
 	var stop string
 	l.mu.Lock()
@@ -181,11 +125,11 @@ func (l *lease) write(ctx context.Context, mutate func(*leaseRecord), ttl time.D
 	for i := 0; i < 3; i++ {
 		l.rec.Renewed = j.clock().UTC()
 		wctx, cancel := j.opCtx(ctx)
-		var rev uint64
-		rev, err = j.s.bucket.Update(wctx, l.key, l.rec.encode(), l.rev, ttl)
+		var nrev uint64
+		nrev, err = j.s.bucket.Update(wctx, l.key, l.rec.encode(), rev, ttl)
 		cancel()
 		if err == nil {
-			l.rev = rev
+			rev = nrev
 			break
 		}
 		if !errors.Is(err, kv.ErrConflict) {
@@ -195,7 +139,7 @@ func (l *lease) write(ctx context.Context, mutate func(*leaseRecord), ttl time.D
 		e, gerr := j.s.bucket.Get(gctx, l.key)
 		cancel()
 		if errors.Is(gerr, kv.ErrNotFound) {
-			err = errLeaseGone
+			err = fmt.Errorf("%w: %s is gone", lease.ErrLost, l.key)
 			break
 		} else if gerr != nil {
 			err = gerr
@@ -203,10 +147,10 @@ func (l *lease) write(ctx context.Context, mutate func(*leaseRecord), ttl time.D
 		}
 		cur, derr := decodeLease(l.key, e.Value)
 		if derr != nil || cur.Claim != l.rec.Claim {
-			err = errLeaseGone
+			err = fmt.Errorf("%w: %s belongs to another claim", lease.ErrLost, l.key)
 			break
 		}
-		l.rev = e.Revision
+		rev = e.Revision
 		if cur.Stop != "" && l.rec.Stop == "" {
 			l.rec.Stop, stop = cur.Stop, cur.Stop
 		}
@@ -215,46 +159,39 @@ func (l *lease) write(ctx context.Context, mutate func(*leaseRecord), ttl time.D
 	if stop != "" && l.onStop != nil {
 		l.onStop(stop)
 	}
-	return err
+	return rev, err
 }
 
-// update changes the lease now (e.g. claiming → running).
-func (l *lease) update(ctx context.Context, mutate func(*leaseRecord)) error {
-	return l.write(ctx, mutate, l.j.s.lease.TTL)
-}
-
-// stopKeeping ends the renewal loop and waits for it.
-func (l *lease) stopKeeping() {
-	l.stopOnce.Do(func() {
-		if l.cancel != nil {
-			l.cancel()
-			<-l.done
-		}
+// update changes the lease now (e.g. claiming → running); it counts as a renewal.
+func (l *runLease) update(ctx context.Context, mutate func(*leaseRecord)) error {
+	return l.l.Update(ctx, func(ctx context.Context, rev uint64) (uint64, error) {
+		return l.writeAt(ctx, rev, mutate, l.j.s.timing.TTL)
 	})
 }
+
+// stopKeeping ends the renewal loop and waits for it. The entry runs out by its TTL.
+func (l *runLease) stopKeeping() { l.l.Stop() }
 
 // release stops renewing and leaves the lease in state with a one-second TTL: watchers see
 // it expire shortly, and the entry's marker goes with the bucket's marker TTL, so finished
 // runs do not pile up as delete markers for the whole retention. A failed release is
 // harmless: the lease runs out by its own TTL.
-func (l *lease) release(state string) {
-	l.stopKeeping()
+func (l *runLease) release(state string) {
+	rev := l.l.Stop()
 	ctx, cancel := l.j.opCtx(context.Background())
 	defer cancel()
-	if err := l.write(ctx, func(r *leaseRecord) { r.State = state }, time.Second); err != nil {
+	if _, err := l.writeAt(ctx, rev, func(r *leaseRecord) { r.State = state }, time.Second); err != nil {
 		l.j.log.Debug("cannot release lease; it runs out by itself", "key", l.key, "err", err)
 	}
 }
 
 // remove stops renewing and deletes the lease (compare-and-set): for the catch-up lock,
 // one key per job, so that the next node need not wait for it to expire.
-func (l *lease) remove() {
-	l.stopKeeping()
+func (l *runLease) remove() {
+	rev := l.l.Stop()
 	ctx, cancel := l.j.opCtx(context.Background())
 	defer cancel()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.j.s.bucket.Delete(ctx, l.key, l.rev); err != nil {
+	if err := l.j.s.bucket.Delete(ctx, l.key, rev); err != nil {
 		l.j.log.Debug("cannot delete lease; it runs out by itself", "key", l.key, "err", err)
 	}
 }

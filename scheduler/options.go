@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetcoord/coordinator/lease"
 	"github.com/jetcoord/coordinator/ownership"
 )
 
@@ -17,9 +18,10 @@ const (
 	// node claimed within it is missed. It rides out a stream leader election (4–9 s).
 	DefaultMissAfter = 10 * time.Second
 	// DefaultRunLease is the TTL of a run lease: a run whose node has not renewed its lease
-	// for this long is lost. Renewals every TTL/5; the run is cancelled on its own node
-	// when none succeeded for TTL*4/5, before any other node may record it lost.
-	DefaultRunLease = 15 * time.Second
+	// for this long is lost. The other timings follow from it by lease.Timing.Derive:
+	// renewals every TTL/5; the run is cancelled on its own node when none succeeded for
+	// TTL*4/5, before any other node may record it lost.
+	DefaultRunLease = lease.DefaultTTL
 	// MaxAttempts bounds how often a lost tick runs with WithRetryLost: the first run and
 	// two retries. A job that kills its node every time does not take the cluster down.
 	MaxAttempts = 3
@@ -40,13 +42,13 @@ func (everyNode) Preferred(string) bool { return true }
 
 type options struct {
 	log           *slog.Logger
-	clock         ownership.Clock
+	clock         lease.Clock
 	placement     Placement
 	events        *ownership.Publisher
 	noEvents      bool
 	takeoverDelay time.Duration
 	missAfter     time.Duration
-	runLease      time.Duration
+	timing        lease.Timing // as set; derived in New
 }
 
 // Option configures a Scheduler.
@@ -64,8 +66,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithClock sets the time source (tests). Its readings must carry a monotonic clock, as
-// time.Now's do: lease deadlines are timed with it. Default ownership.RealClock.
-func WithClock(c ownership.Clock) Option {
+// time.Now's do: lease deadlines are timed with it. Default lease.RealClock.
+func WithClock(c lease.Clock) Option {
 	return func(o *options) error {
 		if c == nil {
 			return invalid(ErrInvalidOption, "WithClock(nil)")
@@ -130,16 +132,23 @@ func WithMissAfter(d time.Duration) Option {
 	}
 }
 
-// WithRunLease sets the TTL of run leases. Default 15s; at least 1s (server TTLs are whole
-// seconds). Shorter detects a dead node's run sooner; in a three-node cluster a stream
-// leader election can block renewals for up to ~9 s, which a short lease turns into lost
-// runs.
-func WithRunLease(ttl time.Duration) Option {
+// WithRunLease sets the TTL of run leases, the other timings derived from it (see
+// WithTiming). Default 15s; at least 1s (server TTLs are whole seconds). Shorter detects a
+// dead node's run sooner; in a three-node cluster a stream leader election can block
+// renewals for up to ~9 s, which a short lease turns into lost runs.
+func WithRunLease(ttl time.Duration) Option { return WithTiming(lease.Timing{TTL: ttl}) }
+
+// WithTiming sets every timing of run leases: TTL, RenewInterval, RenewDeadline and the
+// FenceGrace that Tick.FenceGrace hands to a watchdog; zero fields are derived by
+// lease.Timing.Derive. The daemon passes the same timing as its ownership engine, so that
+// a job's command is killed by RenewDeadline + FenceGrace, before the TTL. It is refused
+// with ErrInvalidOption when lease.Timing.Validate refuses it.
+func WithTiming(t lease.Timing) Option {
 	return func(o *options) error {
-		if err := ownership.ConfigForTTL(ttl).Validate(); err != nil {
-			return &inputError{kind: ErrInvalidOption, msg: fmt.Sprintf("run lease %v: %v", ttl, err), cause: err}
+		if err := t.Validate(); err != nil {
+			return &inputError{kind: ErrInvalidOption, msg: fmt.Sprintf("run lease timing: %v", err), cause: err}
 		}
-		o.runLease = ttl
+		o.timing = t
 		return nil
 	}
 }

@@ -19,7 +19,7 @@ type run struct {
 	req   tickReq
 	rec   Run    // as last written; only the run's own goroutine touches it once started
 	rev   uint64 // revision of rec
-	lease *lease
+	lease *runLease
 
 	ctx    context.Context // ends on Close/Remove, lease loss, replacement
 	cancel context.CancelCauseFunc
@@ -147,7 +147,7 @@ func (r *run) finish(started bool, fnErr error) {
 		}
 		event, eventReason = EventFailed, rec.Reason
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), j.s.lease.TTL)
+	ctx, cancel := context.WithTimeout(context.Background(), j.s.timing.TTL)
 	defer cancel()
 	rev, err := j.writeRecord(ctx, r.key, rec, r.rev)
 	switch {
@@ -195,7 +195,7 @@ func (r *run) forget() {
 func (r *run) replaceOthers() {
 	j := r.j
 	reason := fmt.Sprintf("replaced by %s (token %d) on %s", r.key, r.rec.Token, j.s.node)
-	deadline := j.clock().Add(j.s.lease.TTL)
+	deadline := j.clock().Add(j.s.timing.TTL)
 	asked := map[string]bool{}
 	for {
 		var remote []string

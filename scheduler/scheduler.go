@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jetcoord/coordinator/kv"
+	"github.com/jetcoord/coordinator/lease"
 	"github.com/jetcoord/coordinator/ownership"
 )
 
@@ -28,8 +29,15 @@ type Tick struct {
 	// Attempt is 1, or higher when WithRetryLost runs a lost tick again.
 	Attempt int
 
-	lease *lease
+	lease      *runLease
+	fenceGrace time.Duration
 }
+
+// FenceGrace is how long the run may take to stop once its deadline passed before it must
+// be killed: the FenceGrace of the scheduler's timing (WithTiming), which keeps
+// RenewDeadline + FenceGrace below the run lease's TTL. Hand it to the watchdog of a
+// supervised command together with Deadline.
+func (t Tick) FenceGrace() time.Duration { return t.fenceGrace }
 
 // Deadline returns the run's renew deadline — its context ends then unless the run's lease
 // is renewed first — and a channel closed when the deadline next moves. A zero time when the
@@ -55,7 +63,7 @@ type Scheduler struct {
 	bucket    *kv.Bucket
 	node      string
 	opts      options
-	lease     ownership.Config // timings of run leases
+	timing    lease.Timing // of run leases and the catch-up lock, derived
 	log       *slog.Logger
 	events    *ownership.Publisher
 	retention time.Duration // of the jobs bucket, read at Start
@@ -83,11 +91,11 @@ func New(store *kv.Store, node string, opts ...Option) (*Scheduler, error) {
 	}
 	o := options{
 		log:           slog.Default(),
-		clock:         ownership.RealClock{},
+		clock:         lease.RealClock{},
 		placement:     everyNode{},
 		takeoverDelay: DefaultTakeoverDelay,
 		missAfter:     DefaultMissAfter,
-		runLease:      DefaultRunLease,
+		timing:        lease.Timing{TTL: DefaultRunLease},
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -97,14 +105,12 @@ func New(store *kv.Store, node string, opts ...Option) (*Scheduler, error) {
 	if o.takeoverDelay >= o.missAfter {
 		return nil, invalid(ErrInvalidOption, "takeover delay %v must be shorter than miss-after %v, or a tick whose preferred node is down is missed before anyone takes it over", o.takeoverDelay, o.missAfter)
 	}
-	cfg := ownership.ConfigForTTL(o.runLease)
-	cfg.Clock = o.clock
 	s := &Scheduler{
 		store:     store,
 		bucket:    store.Jobs,
 		node:      node,
 		opts:      o,
-		lease:     cfg,
+		timing:    o.timing.Derive(),
 		log:       o.log.With("node", node),
 		retention: 7 * 24 * time.Hour,
 		jobs:      map[string]*job{},
@@ -238,7 +244,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 // .last is refreshed well within it. It keeps the default of 7 days when the stream does
 // not answer.
 func (s *Scheduler) readRetention(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, s.lease.RenewInterval)
+	ctx, cancel := context.WithTimeout(ctx, s.timing.RenewInterval)
 	defer cancel()
 	st, err := s.store.JetStream().Stream(ctx, "KV_"+s.bucket.Name())
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jetcoord/coordinator/internal/natstest"
 	"github.com/jetcoord/coordinator/kv"
+	"github.com/jetcoord/coordinator/lease"
 	"github.com/jetcoord/coordinator/ownership"
 )
 
@@ -536,7 +537,7 @@ func TestOverlapReplace(t *testing.T) {
 // offsetClock is the real clock shifted by an offset that a test moves forward, to
 // simulate an outage without waiting for it.
 type offsetClock struct {
-	ownership.RealClock
+	lease.RealClock
 	mu  sync.Mutex
 	off time.Duration
 }
@@ -893,11 +894,11 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.opts.takeoverDelay != 2*time.Second || s.opts.missAfter != 10*time.Second || s.opts.runLease != 15*time.Second {
-		t.Errorf("defaults: takeover %v, miss-after %v, run lease %v", s.opts.takeoverDelay, s.opts.missAfter, s.opts.runLease)
+	if s.opts.takeoverDelay != 2*time.Second || s.opts.missAfter != 10*time.Second {
+		t.Errorf("defaults: takeover %v, miss-after %v", s.opts.takeoverDelay, s.opts.missAfter)
 	}
-	if s.lease.RenewInterval != 3*time.Second || s.lease.RenewDeadline != 12*time.Second || MaxAttempts != 3 {
-		t.Errorf("run lease timings %+v, max attempts %d", s.lease, MaxAttempts)
+	if s.timing != lease.DefaultTiming() || MaxAttempts != 3 {
+		t.Errorf("run lease timings %+v, max attempts %d", s.timing, MaxAttempts)
 	}
 	if _, ok := s.opts.placement.(everyNode); !ok {
 		t.Errorf("default placement %T", s.opts.placement)
@@ -912,6 +913,7 @@ func TestDefaults(t *testing.T) {
 	for _, bad := range [][]Option{
 		{WithTakeoverDelay(10 * time.Second)},
 		{WithRunLease(500 * time.Millisecond)},
+		{WithTiming(lease.Timing{TTL: 15 * time.Second, FenceGrace: 6 * time.Second})},
 		{WithLogger(nil)},
 	} {
 		if _, err := New(st, "a", bad...); !errors.Is(err, ErrInvalidOption) {

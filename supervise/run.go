@@ -60,6 +60,9 @@ func Run(ctx context.Context, spec Spec, lease Lease) error {
 	if lease == nil {
 		return fmt.Errorf("%w: worker %q: nil Lease", ErrInvalidSpec, spec.Name)
 	}
+	if g, ok := lease.(interface{ FenceGrace() time.Duration }); ok && spec.FenceGrace == 0 && g.FenceGrace() > 0 {
+		spec.FenceGrace = g.FenceGrace()
+	}
 	spec = spec.withDefaults()
 	if err := ctx.Err(); err != nil {
 		return err

@@ -8,13 +8,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jetcoord/coordinator/lease"
 )
 
 // Defaults for a Spec's zero fields.
 const (
 	DefaultStopSignal = syscall.SIGTERM
 	DefaultStopGrace  = 10 * time.Second
-	DefaultFenceGrace = 2 * time.Second
+	// DefaultFenceGrace is the lease timing rule's default (lease.DefaultFenceGrace, 2.5s),
+	// used when neither the Spec nor the Lease says otherwise.
+	DefaultFenceGrace = lease.DefaultFenceGrace
 	// DefaultShim is the watchdog executable: the running binary itself. The magic link
 	// keeps pointing at the binary this process was started from even after an upgrade
 	// replaced the file on disk, so the watchdog always speaks the same protocol.
@@ -40,8 +44,10 @@ type Spec struct {
 	// context ended). Default 10s. A long grace delays shutdown and handoff.
 	StopGrace time.Duration
 	// FenceGrace is the same when the lease is lost (its deadline passed) or the
-	// coordinator died. Default 2s. It must end before another node may take the worker
-	// over: keep RenewDeadline + FenceGrace below the lease TTL.
+	// coordinator died. It must end before another node may take the worker over:
+	// RenewDeadline + FenceGrace below the lease TTL, as lease.Timing.Validate checks. When
+	// 0, Run takes it from the Lease if it has a FenceGrace method (the scheduler's Tick
+	// does), so that grace and deadline come from the same timing; else DefaultFenceGrace.
 	FenceGrace time.Duration
 	// Logger receives each line the command writes to stdout or stderr, with the attributes
 	// worker=Name and stream=stdout|stderr, at level Info; supervision events are logged

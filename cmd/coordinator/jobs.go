@@ -36,7 +36,9 @@ func startJobs(ctx context.Context, d *daemon, jobs []config.Job) (*jobRunner, e
 		scheduler.WithLogger(d.log),
 		scheduler.WithPublisher(ownership.NewPublisher(d.nc, d.cfg.Namespace, node, d.log, d.metrics)),
 		scheduler.WithPlacement(scheduler.PlacementFunc(func(job string) bool { return d.engine.Preferred(job) == node })),
-		scheduler.WithRunLease(time.Duration(d.cfg.Timing.TTL)))
+		// The same timings as the engine's (the one rule): a job's command is killed by
+		// RenewDeadline + FenceGrace of its last renewal, before the TTL.
+		scheduler.WithTiming(d.cfg.Timing.Lease()))
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +97,7 @@ func (jr *jobRunner) command(j config.Job) func(context.Context, scheduler.Tick)
 			Dir:        j.Dir,
 			StopSignal: syscall.Signal(j.StopSignal),
 			StopGrace:  time.Duration(j.StopGrace),
-			FenceGrace: d.engine.Config().FenceGrace,
+			FenceGrace: t.FenceGrace(), // the run lease's, not the engine's: they must go with its deadline
 			Logger:     d.log,
 		}
 		err := supervise.Run(ctx, spec, tickLease{t})
