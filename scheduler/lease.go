@@ -103,7 +103,9 @@ func (l *runLease) start(rev uint64, sent time.Time, onLost func(error)) error {
 func (l *runLease) Deadline() (time.Time, <-chan struct{}) { return l.l.Deadline() }
 
 // lose ends the lease now: this node's watch saw it deleted or taken by another claim.
-func (l *runLease) lose() { l.l.Lose(fmt.Errorf("%w: %s changed under this run", lease.ErrLost, l.key)) }
+func (l *runLease) lose() {
+	l.l.Lose(fmt.Errorf("%w: %s changed under this run", lease.ErrLost, l.key))
+}
 
 // Renew is the lease.Store method: the same record again, with a fresh TTL.
 func (l *runLease) Renew(ctx context.Context, rev uint64) (uint64, bool, error) {

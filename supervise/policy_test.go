@@ -173,7 +173,7 @@ func TestBackoff(t *testing.T) {
 // The documented defaults, pinned so that docs and code cannot drift.
 func TestDefaults(t *testing.T) {
 	s := Spec{Name: "w", Command: "true"}.withDefaults()
-	if s.StopSignal != syscall.SIGTERM || s.StopGrace != 10*time.Second || s.FenceGrace != 2*time.Second ||
+	if s.StopSignal != syscall.SIGTERM || s.StopGrace != 10*time.Second || s.FenceGrace != 2500*time.Millisecond ||
 		s.Shim != "/proc/self/exe" || s.Logger == nil {
 		t.Errorf("defaults = %+v", s)
 	}
