@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Defaults applied by Start to zero fields and returned by DefaultConfig.
@@ -78,9 +81,39 @@ type Config struct {
 	// the system roots do.
 	TLSCert, TLSKey, TLSCA string
 
+	// VerifyClients requires every client to present a certificate that
+	// TLSCA signed (mutual TLS on the client port). It counts as client
+	// authentication. In-process clients are exempt.
+	VerifyClients bool
+
 	// User and Password, or Token, are required from clients. Routes are
-	// not authenticated by these: protect them with TLS or the network.
+	// not authenticated by these: routes use mutual TLS (TLSCert).
 	User, Password, Token string
+
+	// NKeys are public user nkeys (U…) allowed to connect; each proves it
+	// holds the matching seed. They cannot be combined with User/Password,
+	// Token or AuthFile (nats-server would ignore the others).
+	NKeys []string
+
+	// AuthFile is a nats-server configuration file whose authorization { }
+	// and accounts { } blocks (and no_auth_user, system_account) are used
+	// as they are: users, passwords, nkeys, tokens, permissions and accounts
+	// in nats-server's own syntax. Any other setting in it is refused. An
+	// account that the coordinator uses needs "jetstream: enabled". It
+	// replaces User, Password, Token and NKeys.
+	AuthFile string
+
+	// ClientAuth are the nats.go options with which in-process clients (the
+	// readiness probe of WaitJetStream) authenticate. Default: User and
+	// Password, or Token; none with AuthFile (its no_auth_user, if any).
+	// Required with NKeys.
+	ClientAuth []nats.Option
+
+	// Insecure allows a client port on a non-loopback address without
+	// client authentication, and a route port on a non-loopback address
+	// without TLS. Without it Validate refuses both, so that nothing is
+	// exposed by accident.
+	Insecure bool
 
 	// Logger receives nats-server's log. Route connect and reconnect chatter
 	// is logged at Debug. Default slog.Default().
@@ -198,7 +231,52 @@ func (c Config) Validate() error {
 	if (c.User == "") != (c.Password == "") {
 		return invalid("User and Password must be set together")
 	}
+	if c.VerifyClients && c.TLSCA == "" {
+		return invalid("VerifyClients needs TLSCA: the CA that signs the client certificates")
+	}
+	if len(c.NKeys) > 0 && (c.User != "" || c.Token != "") {
+		return invalid("NKeys and User/Password or Token are both set: use one way of client authentication (or AuthFile for several users)")
+	}
+	if c.AuthFile != "" && (c.User != "" || c.Token != "" || len(c.NKeys) > 0) {
+		return invalid("AuthFile and User/Password, Token or NKeys are all set: put every user in AuthFile's authorization block")
+	}
+	if len(c.NKeys) > 0 && len(c.ClientAuth) == 0 {
+		return invalid("NKeys is set but ClientAuth is empty: give the nats.go option (nats.Nkey or nats.NkeyOptionFromSeed) with which the in-process readiness client authenticates")
+	}
+	for _, k := range c.NKeys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return invalid("NKeys: %q is not a public user nkey (U…, 56 characters)", k)
+		}
+	}
+	if c.Insecure {
+		return nil
+	}
+	if host, _, _ := parseListen(c.Listen); !IsLoopback(host) && !c.hasClientAuth() {
+		return invalid("Listen %q is reachable from other machines but clients need no authentication: set User and Password, Token, NKeys, AuthFile or VerifyClients, listen on 127.0.0.1, or set Insecure to allow it", c.Listen)
+	}
+	if c.ClusterListen != "" {
+		if host, _, _ := parseListen(c.ClusterListen); !IsLoopback(host) && c.TLSCert == "" {
+			return invalid("ClusterListen %q is reachable from other machines without TLS, so any server could join the cluster: set TLSCert, TLSKey and TLSCA (routes then use mutual TLS), listen on 127.0.0.1, or set Insecure to allow it", c.ClusterListen)
+		}
+	}
+	if c.ClusterListen != "" && c.TLSCert != "" && c.TLSCA == "" {
+		return invalid("TLSCert is set for a cluster but TLSCA is not: routes would accept any certificate a public CA signed — set TLSCA to the cluster's own CA, or set Insecure to allow it")
+	}
 	return nil
+}
+
+func (c Config) hasClientAuth() bool {
+	return c.User != "" || c.Token != "" || len(c.NKeys) > 0 || c.AuthFile != "" || c.VerifyClients
+}
+
+// IsLoopback reports whether host (from HOST:PORT; "" means 127.0.0.1 here)
+// is reachable from this machine only: empty, "localhost" or a loopback IP.
+func IsLoopback(host string) bool {
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 func invalid(format string, args ...any) error {

@@ -38,6 +38,7 @@ type Server struct {
 	staleAfter   time.Duration
 
 	clientTLS, routeTLS *tls.Config
+	auth                *authOptions // from Config.AuthFile
 
 	// Owned by Start and then by the discovery goroutine alone.
 	routes routeSet
@@ -75,6 +76,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.setupTLS(); err != nil {
 		return nil, err
 	}
+	if cfg.AuthFile != "" {
+		a, err := loadAuthFile(cfg.AuthFile)
+		if err != nil {
+			return nil, err
+		}
+		s.auth = a
+	}
 	if cfg.ClusterListen != "" {
 		if err := s.setupCluster(ctx); err != nil {
 			return nil, err
@@ -90,7 +98,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.ns = ns
 
 	s.log.Info("embedded: starting nats-server", "listen", net.JoinHostPort(s.clientHost, strconv.Itoa(s.clientPort)),
-		"cluster", s.clusterAddrForLog(), "cluster_size", s.expected, "routes", s.routes.keys())
+		"cluster", s.clusterAddrForLog(), "cluster_size", s.expected, "routes", s.routes.keys(),
+		"tls", s.clientTLS != nil, "client_auth", describeAuth(cfg))
 	s.nlog.settledAt.Store(time.Now().Add(startupGrace).UnixNano())
 	ns.Start()
 	if err := s.waitListening(ctx); err != nil {
@@ -116,7 +125,7 @@ func (s *Server) setupTLS() error {
 	}
 	var err error
 	s.clientTLS, err = server.GenTLSConfig(&server.TLSConfigOpts{
-		CertFile: s.cfg.TLSCert, KeyFile: s.cfg.TLSKey, CaFile: s.cfg.TLSCA,
+		CertFile: s.cfg.TLSCert, KeyFile: s.cfg.TLSKey, CaFile: s.cfg.TLSCA, Verify: s.cfg.VerifyClients,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded: client TLS from TLSCert/TLSKey/TLSCA: %w", err)
@@ -233,6 +242,13 @@ func (s *Server) options(routes int) *server.Options {
 		Password:               s.cfg.Password,
 		Authorization:          s.cfg.Token,
 		TLSConfig:              s.clientTLS,
+		TLSVerify:              s.cfg.VerifyClients,
+	}
+	for _, k := range s.cfg.NKeys {
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: k})
+	}
+	if s.auth != nil {
+		s.auth.apply(o)
 	}
 	if s.clustered {
 		o.Cluster = server.ClusterOpts{
@@ -413,6 +429,9 @@ func (s *Server) probe(ctx context.Context, nc **nats.Conn, timeout time.Duratio
 
 func (s *Server) clientOptions() []nats.Option {
 	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name("embedded-readiness"), nats.NoReconnect()}
+	if len(s.cfg.ClientAuth) > 0 {
+		return append(opts, s.cfg.ClientAuth...)
+	}
 	switch {
 	case s.cfg.Token != "":
 		opts = append(opts, nats.Token(s.cfg.Token))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,27 @@ type Bucket struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
 	name string
+	// keyPrefix is the subject prefix a key is written under, as nats.go's KeyValue.Put
+	// builds it: $KV.<bucket>. behind the API prefix of a domain or imported API.
+	keyPrefix string
+}
+
+// keyPrefix mirrors nats.go's kvs.Put: with a JetStream domain or an API prefix other than
+// $JS.API., writes go to <prefix>$KV.<bucket>.<key>, which the server (domain) or the
+// account import (prefix) maps onto the bucket's stream.
+func keyPrefix(js jetstream.JetStream, bucket string) string {
+	o := js.Options()
+	pre := ""
+	switch {
+	case o.Domain != "":
+		pre = "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		pre = strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	if pre == jetstream.DefaultAPIPrefix {
+		pre = ""
+	}
+	return pre + "$KV." + bucket + "."
 }
 
 // Entry is the latest value of a key.
@@ -70,7 +92,7 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint6
 		r, err := b.kv.Update(ctx, key, value, rev)
 		return r, translate("update", key, err)
 	}
-	msg := &nats.Msg{Subject: "$KV." + b.name + "." + key, Data: value, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: b.keyPrefix + key, Data: value, Header: nats.Header{}}
 	ack, err := b.js.PublishMsg(ctx, msg,
 		jetstream.WithExpectLastSequencePerSubject(rev),
 		jetstream.WithMsgTTL(serverTTL(ttl)))

@@ -29,6 +29,12 @@ type Options struct {
 	EventRetention time.Duration
 	// Storage of buckets and stream. Default file storage.
 	Memory bool
+	// Domain is the JetStream domain to use (a leaf node's or hub's jetstream domain).
+	// Default "": the connection's own JetStream.
+	Domain string
+	// APIPrefix is a JetStream API prefix imported from another account, e.g.
+	// "JS.acc.API". Default "": $JS.API. At most one of Domain and APIPrefix.
+	APIPrefix string
 	// BindOnly binds to existing buckets and stream and creates nothing: operator tools use
 	// it, so that they never create a namespace with the wrong replica count. A missing
 	// bucket returns ErrBucketNotFound.
@@ -74,7 +80,18 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err := ValidNamespace(opts.Namespace); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	var err error
+	switch {
+	case opts.Domain != "" && opts.APIPrefix != "":
+		return nil, fmt.Errorf("kv: Domain %q and APIPrefix %q are both set: a domain is the API prefix $JS.<domain>.API, set one", opts.Domain, opts.APIPrefix)
+	case opts.Domain != "":
+		js, err = jetstream.NewWithDomain(nc, opts.Domain)
+	case opts.APIPrefix != "":
+		js, err = jetstream.NewWithAPIPrefix(nc, opts.APIPrefix)
+	default:
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kv: jetstream: %w", err)
 	}
@@ -104,7 +121,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		*b.dst = &Bucket{kv: kv, js: js, name: cfg.Bucket}
+		*b.dst = &Bucket{kv: kv, js: js, name: cfg.Bucket, keyPrefix: keyPrefix(js, cfg.Bucket)}
 	}
 	if err := s.ensureEvents(ctx, storage); err != nil {
 		return nil, err

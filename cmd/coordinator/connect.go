@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
+	"github.com/jetcoord/coordinator/embedded"
 	"github.com/jetcoord/coordinator/internal/config"
 	"github.com/jetcoord/coordinator/kv"
 )
@@ -19,6 +22,7 @@ import (
 // commands.
 type natsFlags struct {
 	url, creds, nkey, user, password, token, ca, cert, key string
+	domain, apiPrefix                                      string
 	namespace                                              string
 }
 
@@ -32,17 +36,49 @@ func (f *natsFlags) register(fs *flag.FlagSet, defaultURL string) {
 	fs.StringVar(&f.ca, "tls-ca", "", "CA certificate (PEM) that signed the server's certificate")
 	fs.StringVar(&f.cert, "tls-cert", "", "client certificate (PEM)")
 	fs.StringVar(&f.key, "tls-key", "", "client key (PEM)")
+	fs.StringVar(&f.domain, "js-domain", "", "JetStream domain of the coordination buckets (external NATS: leaf node or hub)")
+	fs.StringVar(&f.apiPrefix, "js-api-prefix", "", "JetStream API prefix imported from another account, e.g. JS.acc.API")
 	fs.StringVar(&f.namespace, "namespace", "", "namespace of buckets, subjects and stream (default coord)")
 }
 
+// toConfig is the operator commands' connection: the flags, and for each one not given the
+// COORD_NATS_* variable the daemon reads too (COORD_NATS_USER, COORD_NATS_PASSWORD,
+// COORD_NATS_TOKEN, COORD_NATS_CREDS, COORD_NATS_NKEY, COORD_NATS_TLS_CA, …), so that a
+// secured node and its operators share one environment. Secrets stay out of -h output.
 func (f *natsFlags) toConfig() config.NATS {
-	return config.NATS{URL: f.url, Creds: f.creds, NKey: f.nkey, User: f.user, Password: f.password,
-		Token: f.token, TLS: config.TLS{CA: f.ca, Cert: f.cert, Key: f.key}}
+	or := func(v, env string) string {
+		if v != "" {
+			return v
+		}
+		return getenv(env)
+	}
+	return config.NATS{URL: f.url,
+		Creds: or(f.creds, "COORD_NATS_CREDS"), NKey: or(f.nkey, "COORD_NATS_NKEY"),
+		User: or(f.user, "COORD_NATS_USER"), Password: or(f.password, "COORD_NATS_PASSWORD"),
+		Token:  or(f.token, "COORD_NATS_TOKEN"),
+		TLS:    config.TLS{CA: or(f.ca, "COORD_NATS_TLS_CA"), Cert: or(f.cert, "COORD_NATS_TLS_CERT"), Key: or(f.key, "COORD_NATS_TLS_KEY")},
+		Domain: or(f.domain, "COORD_NATS_DOMAIN"), APIPrefix: or(f.apiPrefix, "COORD_NATS_API_PREFIX")}
 }
 
 // natsOptions turns the connection settings into nats.go options.
 func natsOptions(c config.NATS, name string) ([]nats.Option, error) {
-	opts := []nats.Option{nats.Name(name)}
+	opts, err := natsAuth(c)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nats.Name(name))
+	if c.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CA))
+	}
+	if c.TLS.Cert != "" || c.TLS.Key != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.Cert, c.TLS.Key))
+	}
+	return opts, nil
+}
+
+// natsAuth is how the client proves who it is: creds, nkey, user/password or token.
+func natsAuth(c config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
 	switch {
 	case c.Creds != "":
 		opts = append(opts, nats.UserCredentials(c.Creds))
@@ -57,12 +93,6 @@ func natsOptions(c config.NATS, name string) ([]nats.Option, error) {
 	case c.Token != "":
 		opts = append(opts, nats.Token(c.Token))
 	}
-	if c.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(c.TLS.CA))
-	}
-	if c.TLS.Cert != "" || c.TLS.Key != "" {
-		opts = append(opts, nats.ClientCert(c.TLS.Cert, c.TLS.Key))
-	}
 	return opts, nil
 }
 
@@ -76,6 +106,9 @@ func connectOnce(c config.NATS) (*nats.Conn, error) {
 	opts = append(opts, nats.Timeout(3*time.Second))
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			return nil, fmt.Errorf("cannot connect to NATS at %s: %w — give credentials with --user/--password, --token, --nkey or --creds (or COORD_NATS_USER/COORD_NATS_PASSWORD, COORD_NATS_TOKEN, COORD_NATS_NKEY, COORD_NATS_CREDS)", c.URL, err)
+		}
 		if errors.Is(err, nats.ErrNoServers) {
 			return nil, fmt.Errorf("cannot connect to NATS at %s: no server answered — is a coordinator node running there? (start one with 'coordinator run', or point --nats at a node)", c.URL)
 		}
@@ -85,10 +118,10 @@ func connectOnce(c config.NATS) (*nats.Conn, error) {
 }
 
 // openStore binds the namespace's store for an operator command.
-func openStore(nc *nats.Conn, ns string) (*kv.Store, error) {
+func openStore(nc *nats.Conn, ns string, c config.NATS) (*kv.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := kv.Open(ctx, nc, kv.Options{Namespace: nsOrDefault(ns), BindOnly: true})
+	st, err := kv.Open(ctx, nc, kv.Options{Namespace: nsOrDefault(ns), BindOnly: true, Domain: c.Domain, APIPrefix: c.APIPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("opening the %q namespace: %w (is JetStream enabled and ready?)", nsOrDefault(ns), err)
 	}
@@ -107,11 +140,12 @@ func nsOrDefault(ns string) string {
 
 // cliConnect is the common start of operator commands.
 func cliConnect(f *natsFlags) (*nats.Conn, *kv.Store, error) {
-	nc, err := connectOnce(f.toConfig())
+	c := f.toConfig()
+	nc, err := connectOnce(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := openStore(nc, f.namespace)
+	st, err := openStore(nc, f.namespace, c)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -145,4 +179,43 @@ func connectDaemon(ctx context.Context, c config.NATS, node string, log *slog.Lo
 		log.Warn("NATS is not reachable yet; retrying in the background", "url", c.URL)
 	}
 	return nc, nil
+}
+
+// embeddedAuth sets the embedded server's TLS and client authentication from the config
+// and returns the options with which this node's own connection authenticates. Without
+// server.auth_file, the nats section's credentials are the one user the server admits.
+func embeddedAuth(ec *embedded.Config, cfg config.File) ([]nats.Option, error) {
+	ec.TLSCert, ec.TLSKey, ec.TLSCA = cfg.Server.TLS.Cert, cfg.Server.TLS.Key, cfg.Server.TLS.CA
+	ec.VerifyClients = cfg.Server.TLS.VerifyClients
+	ec.Insecure = cfg.Insecure
+	auth, err := natsAuth(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	ec.ClientAuth = auth
+	n := cfg.NATS
+	switch {
+	case cfg.Server.AuthFile != "":
+		ec.AuthFile = cfg.Server.AuthFile
+	case n.NKey != "":
+		seed, err := os.ReadFile(n.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey: %w", err)
+		}
+		kp, err := nkeys.ParseDecoratedNKey(seed)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey %s: not an nkey seed: %w", n.NKey, err)
+		}
+		pub, err := kp.PublicKey()
+		kp.Wipe()
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey %s: %w", n.NKey, err)
+		}
+		ec.NKeys = []string{pub}
+	case n.User != "":
+		ec.User, ec.Password = n.User, n.Password
+	case n.Token != "":
+		ec.Token = n.Token
+	}
+	return auth, nil
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,9 +97,25 @@ type httpServer struct {
 // startHTTP serves /healthz (the process is up), /readyz (the node can claim), /metrics and
 // /status (this node's view as JSON).
 func startHTTP(addr string, d *daemon) (*httpServer, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", loopbackIfNoHost(addr))
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", addr, err)
+	}
+	token := d.cfg.Node.HTTPToken
+	// Probes stay open: they say only whether the process is up and can claim.
+	private := func(h http.Handler) http.Handler {
+		if token == "" {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="coordinator"`)
+				http.Error(w, "unauthorized: send Authorization: Bearer <node.http_token>", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -108,8 +126,8 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/metrics", private(promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})))
+	mux.Handle("/status", private(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		st, err := collectStatus(ctx, d.liveStore.Load())
@@ -119,7 +137,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
-	})
+	})))
 	h := &httpServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{}), addr: ln.Addr().String()}
 	go func() {
 		defer close(h.done)
@@ -136,4 +154,13 @@ func (h *httpServer) close() {
 	defer cancel()
 	_ = h.srv.Shutdown(ctx)
 	<-h.done
+}
+
+// loopbackIfNoHost makes ":8080" mean 127.0.0.1:8080, as --listen does: nothing is exposed
+// unless a host says so.
+func loopbackIfNoHost(addr string) string {
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

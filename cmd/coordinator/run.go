@@ -42,6 +42,16 @@ type runFlags struct {
 	logLevel string
 	logFmt   string
 	conn     natsFlags
+	sec      securityFlags
+}
+
+// securityFlags secure the embedded server and the HTTP endpoints.
+type securityFlags struct {
+	tlsCert, tlsKey, tlsCA string
+	verifyClients          bool
+	authFile               string
+	httpToken              string
+	insecure               bool
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
@@ -63,6 +73,13 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.logFmt, "log-format", "", "auto, text or json (default auto: colours on a terminal, JSON otherwise)")
 	f.conn.register(fs, "")
+	fs.StringVar(&f.sec.tlsCert, "server-tls-cert", "", "embedded server: certificate (PEM) for TLS on clients and mutual TLS on routes, e.g. /etc/coordinator/tls/tls.crt")
+	fs.StringVar(&f.sec.tlsKey, "server-tls-key", "", "embedded server: key (PEM) of --server-tls-cert")
+	fs.StringVar(&f.sec.tlsCA, "server-tls-ca", "", "embedded server: CA (PEM) of the cluster; verifies routes (and client certificates)")
+	fs.BoolVar(&f.sec.verifyClients, "server-tls-verify-clients", false, "embedded server: require client certificates signed by --server-tls-ca")
+	fs.StringVar(&f.sec.authFile, "server-auth-file", "", "embedded server: nats-server config file with authorization {} / accounts {} blocks")
+	fs.StringVar(&f.sec.httpToken, "http-token", "", "bearer token required by /metrics and /status (prefer COORD_HTTP_TOKEN)")
+	fs.BoolVar(&f.sec.insecure, "insecure", false, "allow listeners on non-loopback addresses without authentication (trusted networks only)")
 	return f
 }
 
@@ -117,6 +134,24 @@ func (f *runFlags) apply(cfg *config.File) {
 			cfg.NATS.TLS.Cert = f.conn.cert
 		case "tls-key":
 			cfg.NATS.TLS.Key = f.conn.key
+		case "js-domain":
+			cfg.NATS.Domain = f.conn.domain
+		case "js-api-prefix":
+			cfg.NATS.APIPrefix = f.conn.apiPrefix
+		case "server-tls-cert":
+			cfg.Server.TLS.Cert = f.sec.tlsCert
+		case "server-tls-key":
+			cfg.Server.TLS.Key = f.sec.tlsKey
+		case "server-tls-ca":
+			cfg.Server.TLS.CA = f.sec.tlsCA
+		case "server-tls-verify-clients":
+			cfg.Server.TLS.VerifyClients = f.sec.verifyClients
+		case "server-auth-file":
+			cfg.Server.AuthFile = f.sec.authFile
+		case "http-token":
+			cfg.Node.HTTPToken = f.sec.httpToken
+		case "insecure":
+			cfg.Insecure = f.sec.insecure
 		}
 	})
 }
@@ -295,6 +330,10 @@ func (d *daemon) start(ctx context.Context) error {
 		ec.Discover = cfg.Cluster.Discover
 		ec.ClusterSize = cfg.Cluster.Size
 		ec.Logger = d.log
+		auth, err := embeddedAuth(&ec, cfg)
+		if err != nil {
+			return err
+		}
 		srv, err := embedded.Start(ctx, ec)
 		if err != nil {
 			return fmt.Errorf("starting the embedded NATS server: %w", err)
@@ -303,8 +342,11 @@ func (d *daemon) start(ctx context.Context) error {
 		if size := srv.ClusterSize(); size > 1 {
 			replicas = min(3, size)
 		}
-		nc, err := nats.Connect(srv.ClientURL(), nats.Name("coordinator "+cfg.Node.Name),
+		// In-process: no TLS to set up for our own connection, but the same credentials as
+		// any other client.
+		opts := append(auth, nats.InProcessServer(srv.NATS()), nats.Name("coordinator "+cfg.Node.Name),
 			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		nc, err := nats.Connect("", opts...)
 		if err != nil {
 			return fmt.Errorf("connecting to the embedded server: %w", err)
 		}
@@ -383,7 +425,8 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 		// Short attempts: a request sent before JetStream has a leader gets no answer, and a
 		// long timeout would keep waiting after the leader appeared.
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r})
+		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r,
+			Domain: d.cfg.NATS.Domain, APIPrefix: d.cfg.NATS.APIPrefix})
 		cancel()
 		if err == nil {
 			d.store = st

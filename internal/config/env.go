@@ -34,6 +34,7 @@ var envVars = []envVar{
 	{"COORD_DATA", "node.data", setString(func(f *File) *string { return &f.Node.Data })},
 	{"COORD_LISTEN", "node.listen", setString(func(f *File) *string { return &f.Node.Listen })},
 	{"COORD_HTTP", "node.http", setString(func(f *File) *string { return &f.Node.HTTP })},
+	{"COORD_HTTP_TOKEN", "node.http_token", setString(func(f *File) *string { return &f.Node.HTTPToken })},
 	{"COORD_WEIGHT", "node.weight", setInt(func(f *File) *int { return &f.Node.Weight })},
 	{"COORD_CLUSTER_LISTEN", "cluster.listen", setString(func(f *File) *string { return &f.Cluster.Listen })},
 	{"COORD_PEERS", "cluster.peers", func(f *File, v string) error {
@@ -47,12 +48,29 @@ var envVars = []envVar{
 	}},
 	{"COORD_DISCOVER", "cluster.discover", setString(func(f *File) *string { return &f.Cluster.Discover })},
 	{"COORD_CLUSTER_SIZE", "cluster.size", setInt(func(f *File) *int { return &f.Cluster.Size })},
+	{"COORD_SERVER_TLS_CERT", "server.tls.cert", setString(func(f *File) *string { return &f.Server.TLS.Cert })},
+	{"COORD_SERVER_TLS_KEY", "server.tls.key", setString(func(f *File) *string { return &f.Server.TLS.Key })},
+	{"COORD_SERVER_TLS_CA", "server.tls.ca", setString(func(f *File) *string { return &f.Server.TLS.CA })},
+	{"COORD_SERVER_AUTH_FILE", "server.auth_file", setString(func(f *File) *string { return &f.Server.AuthFile })},
 	{"COORD_NATS_URL", "nats.url", setString(func(f *File) *string { return &f.NATS.URL })},
 	{"COORD_NATS_CREDS", "nats.creds", setString(func(f *File) *string { return &f.NATS.Creds })},
 	{"COORD_NATS_NKEY", "nats.nkey", setString(func(f *File) *string { return &f.NATS.NKey })},
 	{"COORD_NATS_USER", "nats.user", setString(func(f *File) *string { return &f.NATS.User })},
 	{"COORD_NATS_PASSWORD", "nats.password", setString(func(f *File) *string { return &f.NATS.Password })},
 	{"COORD_NATS_TOKEN", "nats.token", setString(func(f *File) *string { return &f.NATS.Token })},
+	{"COORD_NATS_TLS_CA", "nats.tls.ca", setString(func(f *File) *string { return &f.NATS.TLS.CA })},
+	{"COORD_NATS_TLS_CERT", "nats.tls.cert", setString(func(f *File) *string { return &f.NATS.TLS.Cert })},
+	{"COORD_NATS_TLS_KEY", "nats.tls.key", setString(func(f *File) *string { return &f.NATS.TLS.Key })},
+	{"COORD_NATS_DOMAIN", "nats.domain", setString(func(f *File) *string { return &f.NATS.Domain })},
+	{"COORD_NATS_API_PREFIX", "nats.api_prefix", setString(func(f *File) *string { return &f.NATS.APIPrefix })},
+	{"COORD_INSECURE", "insecure", func(f *File, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("expected true or false, got %q", v)
+		}
+		f.Insecure = b
+		return nil
+	}},
 	{"COORD_NAMESPACE", "namespace", setString(func(f *File) *string { return &f.Namespace })},
 	{"COORD_TTL", "timing.ttl", func(f *File, v string) error { return f.Timing.TTL.UnmarshalText([]byte(v)) }},
 	{"COORD_LOG_LEVEL", "log.level", setString(func(f *File) *string { return &f.Log.Level })},

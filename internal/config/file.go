@@ -29,8 +29,19 @@ const (
 type File struct {
 	Node    Node    `yaml:"node"`
 	Cluster Cluster `yaml:"cluster"`
-	// NATS selects external mode: with NATS.URL set no server is embedded.
+	// Server secures the embedded NATS server (embedded mode only): TLS for clients and
+	// mutual TLS for routes, and who may connect.
+	Server Server `yaml:"server"`
+	// NATS is how this node connects as a NATS client. With NATS.URL set it selects
+	// external mode (no server is embedded); without it, the node connects to its embedded
+	// server in-process with these credentials, and they are also what the embedded server
+	// requires from every client unless Server.AuthFile says otherwise.
 	NATS NATS `yaml:"nats"`
+	// Insecure allows, on purpose, a listener on a non-loopback address without
+	// authentication: node.listen without client authentication, cluster.listen without
+	// server.tls, node.http without node.http_token. Default false: such settings are
+	// refused, so that nothing is exposed by accident.
+	Insecure bool `yaml:"insecure"`
 	// Namespace prefixes buckets, subjects and the event stream; clusters sharing one NATS
 	// need different namespaces. Default "coord". Letters, digits, '-' and '_' only.
 	Namespace string `yaml:"namespace"`
@@ -57,11 +68,18 @@ type Node struct {
 	// nodes must never share it.
 	Data string `yaml:"data"`
 	// Listen is the embedded server's client address. Default "127.0.0.1:4222": reachable
-	// from this machine only; open it (0.0.0.0) for external clients, then add auth and TLS.
+	// from this machine only. A non-loopback address (0.0.0.0) needs client authentication
+	// (nats.user/password, nats.token, nats.nkey, server.auth_file or
+	// server.tls.verify_clients) unless insecure is set.
 	Listen string `yaml:"listen"`
 	// HTTP serves /healthz, /readyz, /metrics and /status, e.g. "127.0.0.1:8080". Default
-	// "" (off).
+	// "" (off). An empty host means 127.0.0.1. A non-loopback address needs HTTPToken
+	// unless insecure is set.
 	HTTP string `yaml:"http"`
+	// HTTPToken, when set, is required as "Authorization: Bearer TOKEN" by /metrics and
+	// /status; /healthz and /readyz stay open for probes (they reveal nothing). Default "".
+	// Prefer COORD_HTTP_TOKEN over writing it here.
+	HTTPToken string `yaml:"http_token"`
 	// Weight is this node's share in placement relative to the others: 2 gets about twice
 	// the workers of 1. Default 1.
 	Weight int `yaml:"weight"`
@@ -101,6 +119,40 @@ type NATS struct {
 	Password string `yaml:"password"`
 	Token    string `yaml:"token"`
 	TLS      TLS    `yaml:"tls"`
+	// Domain is the JetStream domain of the external NATS (a leaf node's or hub's
+	// jetstream.domain), for when the coordinator's JetStream is not the local one.
+	// Default "": the connection's own. External mode only.
+	Domain string `yaml:"domain"`
+	// APIPrefix is a JetStream API prefix imported from another account, e.g.
+	// "$JS.hub.API" or "JS.acc.API". Default "": $JS.API. External mode only; at most one of
+	// domain and api_prefix.
+	APIPrefix string `yaml:"api_prefix"`
+}
+
+// Server secures the embedded server. All empty: no TLS, and clients authenticate with
+// the nats section's credentials if any.
+type Server struct {
+	TLS ServerTLS `yaml:"tls"`
+	// AuthFile is a nats-server configuration file whose authorization { } and accounts { }
+	// blocks (and no_auth_user, system_account) decide who may connect and what they may
+	// do, in nats-server's own syntax; nothing else may be in it. The node authenticates
+	// with the nats section's credentials like any other client. Default "".
+	AuthFile string `yaml:"auth_file"`
+}
+
+// ServerTLS names the embedded server's PEM files (cert-manager's names: tls.crt, tls.key,
+// ca.crt). Cert and Key turn on TLS for clients and mutual TLS for routes: a server
+// without a certificate that CA signed cannot join the cluster. The certificate must allow
+// server and client use and name the hosts that peers and clients dial.
+type ServerTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// CA signs the cluster's certificates; routes are verified against it (required with
+	// cluster.listen), and so are client certificates with VerifyClients.
+	CA string `yaml:"ca"`
+	// VerifyClients requires clients to present a certificate that CA signed. Default
+	// false.
+	VerifyClients bool `yaml:"verify_clients"`
 }
 
 // TLS names PEM files. CA alone verifies the server; Cert and Key together add a client

@@ -259,7 +259,7 @@ func matchesTag(n *yaml.Node, tag, value string) bool {
 // The sections of a File, by the type name the decoder prints.
 var sections = func() map[string]reflect.Type {
 	m := map[string]reflect.Type{}
-	for _, v := range []any{File{}, Node{}, Cluster{}, NATS{}, TLS{}, Timing{}, Log{}, Worker{}, Job{}} {
+	for _, v := range []any{File{}, Node{}, Cluster{}, Server{}, ServerTLS{}, NATS{}, TLS{}, Timing{}, Log{}, Worker{}, Job{}} {
 		t := reflect.TypeOf(v)
 		m[t.String()] = t
 	}
@@ -268,15 +268,17 @@ var sections = func() map[string]reflect.Type {
 
 // sectionPlace says where a section's keys go, for "ttl belongs under timing:".
 var sectionPlace = map[string]string{
-	"config.File":    "the top level",
-	"config.Node":    "node:",
-	"config.Cluster": "cluster:",
-	"config.NATS":    "nats:",
-	"config.TLS":     "nats.tls:",
-	"config.Timing":  "timing:",
-	"config.Log":     "log:",
-	"config.Worker":  "a workers: entry",
-	"config.Job":     "a jobs: entry",
+	"config.File":      "the top level",
+	"config.Node":      "node:",
+	"config.Cluster":   "cluster:",
+	"config.Server":    "server:",
+	"config.ServerTLS": "server.tls:",
+	"config.NATS":      "nats:",
+	"config.TLS":       "nats.tls:",
+	"config.Timing":    "timing:",
+	"config.Log":       "log:",
+	"config.Worker":    "a workers: entry",
+	"config.Job":       "a jobs: entry",
 }
 
 // yamlKeys lists the keys of a section in declaration order.
@@ -311,7 +313,7 @@ func unknownKey(key, where, typeName string) string {
 		return fmt.Sprintf("%s — did you mean %s? (valid keys: %s)", msg, near, strings.Join(keys, ", "))
 	}
 	var elsewhere []string
-	for _, name := range []string{"config.File", "config.Node", "config.Cluster", "config.NATS", "config.TLS", "config.Timing", "config.Log", "config.Worker", "config.Job"} {
+	for _, name := range []string{"config.File", "config.Node", "config.Cluster", "config.Server", "config.ServerTLS", "config.NATS", "config.TLS", "config.Timing", "config.Log", "config.Worker", "config.Job"} {
 		if name == typeName {
 			continue
 		}

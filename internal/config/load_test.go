@@ -35,6 +35,8 @@ func TestExampleFile(t *testing.T) {
 		"":           reflect.TypeOf(File{}),
 		"node":       reflect.TypeOf(Node{}),
 		"cluster":    reflect.TypeOf(Cluster{}),
+		"server":     reflect.TypeOf(Server{}),
+		"server.tls": reflect.TypeOf(ServerTLS{}),
 		"nats":       reflect.TypeOf(NATS{}),
 		"nats.tls":   reflect.TypeOf(TLS{}),
 		"timing":     reflect.TypeOf(Timing{}),

@@ -30,7 +30,7 @@ func TestProblems(t *testing.T) {
 
 		// Unknown keys.
 		{"unknown key in worker", okWorker + "    foo: 1\n", 5, []string{`unknown key "foo" in workers[0] "w"`, "valid keys: name, command, env, dir, restart, stop_signal, stop_grace"}},
-		{"unknown top-level key", "\nfoo: 1\n", 2, []string{`unknown key "foo" at the top level`, "valid keys: node, cluster, nats, namespace, timing, log, workers, jobs"}},
+		{"unknown top-level key", "\nfoo: 1\n", 2, []string{`unknown key "foo" at the top level`, "valid keys: node, cluster, server, nats, insecure, namespace, timing, log, workers, jobs"}},
 		{"misspelt key", "timing:\n  renewinterval: 1s\n", 2, []string{`unknown key "renewinterval" in timing`, "did you mean renew_interval?"}},
 		{"hyphenated key", okWorker + "    stop-grace: 1s\n", 5, []string{`unknown key "stop-grace"`, "did you mean stop_grace?"}},
 		{"key in the wrong section", "ttl: 5s\n", 1, []string{`unknown key "ttl" at the top level`, "ttl belongs in timing:"}},
@@ -113,9 +113,9 @@ func TestProblems(t *testing.T) {
 		{"negative size", "cluster:\n  listen: :6222\n  size: -3\n", 3, []string{"cluster.size is -3"}},
 		{"external mode with cluster", "nats:\n  url: nats://n:4222\ncluster:\n  listen: :6222\n", 3, []string{"nats.url selects external mode"}},
 		{"bad nats url", "nats:\n  url: 'http://n:4222'\n", 2, []string{`scheme "http" is not one of nats, tls, ws, wss`}},
-		{"two auth methods", "nats:\n  url: nats://n\n  creds: a.creds\n  token: t\n", 4, []string{"nats.creds, nats.token are all set", "only one way"}},
+		{"two auth methods", "nats:\n  url: nats://n\n  creds: doc.go\n  token: t\n", 4, []string{"nats.creds, nats.token are all set", "only one way"}},
 		{"password without user", "nats:\n  url: nats://n\n  password: p\n", 3, []string{"nats.password is set without nats.user"}},
-		{"cert without key", "nats:\n  tls:\n    cert: c.pem\n", 2, []string{"nats.tls needs both cert and key"}},
+		{"cert without key", "nats:\n  url: nats://n\n  tls:\n    cert: doc.go\n", 3, []string{"nats.tls needs both cert and key"}},
 		{"bad namespace", "namespace: my.ns\n", 1, []string{`invalid namespace "my.ns": '.' is not allowed`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

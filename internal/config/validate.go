@@ -28,6 +28,7 @@ func (f File) Validate() error {
 	v.node()
 	v.cluster()
 	v.nats()
+	v.security()
 	v.namespace()
 	v.timing()
 	v.log()
