@@ -116,7 +116,7 @@ func ReadStatus(ctx context.Context, st *kv.Store) (Status, error) {
 }
 
 // runtimeTimeout bounds the wait for each node's runtime answer.
-const runtimeTimeout = 2 * time.Second
+const runtimeTimeout = time.Second
 
 // mergeRuntime asks every live node what its workers are doing and sets each claim's State
 // from its owner's answer, so that a claim never passes for a running worker by itself.
