@@ -89,4 +89,3 @@ func TestEventsPrintsWholeStream(t *testing.T) {
 		t.Fatalf("filter matching nothing: exit %d, output %q, stderr %q", code, out.String(), errb.String())
 	}
 }
-
