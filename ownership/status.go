@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -18,18 +19,33 @@ type Status struct {
 	Nodes     []NodeStatus   `json:"nodes"`
 }
 
-// WorkerStatus is one claim.
+// WorkerStatus is one claim, with what its owner reports of the worker's runs.
 type WorkerStatus struct {
-	Worker   string    `json:"worker"`
-	Node     string    `json:"node"`
-	Token    uint64    `json:"token"`
-	Since    time.Time `json:"since"`
-	Renewed  time.Time `json:"renewed"`
-	State    string    `json:"state"` // running, stopping, or unknown (a value that is not a claim)
-	Revision uint64    `json:"revision"`
-	Error    string    `json:"error,omitempty"`
+	Worker  string    `json:"worker"`
+	Node    string    `json:"node"`
+	Token   uint64    `json:"token"`
+	Since   time.Time `json:"since"`
+	Renewed time.Time `json:"renewed"`
+	// State is what the worker is doing: one of the State* constants (starting, running,
+	// backing off, failing, exited, stopping, owner unknown), or the claim's own state when
+	// the owner serves no runtime (a library node without Runtime.Serve), or "unknown" for a
+	// value that is not a claim or an owner that did not answer.
+	State    string `json:"state"`
+	Revision uint64 `json:"revision"`
+	Error    string `json:"error,omitempty"`
 	// Checkpoint is when the worker last saved state (ownership.Lease.SaveState); absent if never.
 	Checkpoint *time.Time `json:"checkpoint,omitempty"`
+	// ClaimState is the state written in the claim (running, stopping).
+	ClaimState string `json:"claim_state,omitempty"`
+	// StateSince is when the worker entered State, as its owner reports it.
+	StateSince *time.Time `json:"state_since,omitempty"`
+	// Restarts counts the runs after the first in this term; Failures the failed runs in a row.
+	Restarts int `json:"restarts"`
+	Failures int `json:"failures"`
+	// LastExit is how the last run ended (code, error, time), if one did in this node's life.
+	LastExit *Exit `json:"last_exit,omitempty"`
+	// Detail explains an "owner unknown" or "unknown" state.
+	Detail string `json:"detail,omitempty"`
 }
 
 // NodeStatus is one live node.
@@ -95,7 +111,64 @@ func ReadStatus(ctx context.Context, st *kv.Store) (Status, error) {
 			Renewed: r.Renewed, Capacity: r.Capacity, Draining: r.Draining, Workers: count[r.Node], Addresses: r.Addresses})
 	}
 	sort.Slice(s.Nodes, func(i, j int) bool { return s.Nodes[i].Node < s.Nodes[j].Node })
+	s.mergeRuntime(ctx, st)
 	return s, nil
+}
+
+// runtimeTimeout bounds the wait for each node's runtime answer.
+const runtimeTimeout = time.Second
+
+// mergeRuntime asks every live node what its workers are doing and sets each claim's State
+// from its owner's answer, so that a claim never passes for a running worker by itself.
+func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
+	nodes := make([]string, 0, len(s.Nodes))
+	live := map[string]NodeStatus{}
+	for _, n := range s.Nodes {
+		nodes = append(nodes, n.Node)
+		live[n.Node] = n
+	}
+	answers := map[string]runtimeAnswer{}
+	if st.Conn() != nil && len(nodes) > 0 {
+		answers = readRuntimes(ctx, st.Conn(), st.Namespace(), nodes, runtimeTimeout)
+	}
+	for i := range s.Workers {
+		w := &s.Workers[i]
+		if w.Error != "" {
+			continue
+		}
+		w.ClaimState = w.State
+		n, ok := live[w.Node]
+		if !ok {
+			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q is not a live member (no record in %s_nodes): the claim expires, or is cleared, within one TTL", w.Node, s.Namespace)
+			continue
+		}
+		a := answers[w.Node]
+		switch {
+		case errors.Is(a.err, ErrNoRuntime):
+			continue // a library node: the claim is all there is to say
+		case a.err != nil:
+			w.State, w.Detail = "unknown", fmt.Sprintf("node %q did not report its workers: %v", w.Node, a.err)
+			continue
+		case a.rt.Incarnation != "" && n.Incarnation != "" && a.rt.Incarnation != n.Incarnation:
+			w.State, w.Detail = "unknown", fmt.Sprintf("node %q answered from another incarnation", w.Node)
+			continue
+		}
+		rt, ok := a.rt.Worker(w.Worker)
+		switch {
+		case !ok:
+			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q does not register %q", w.Node, w.Worker)
+			continue
+		case rt.Token != w.Token:
+			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q runs no term with token %d (%s)", w.Node, w.Token, rt.State)
+			continue
+		}
+		w.State, w.Restarts, w.Failures, w.LastExit = rt.State, rt.Restarts, rt.Failures, rt.LastExit
+		since := rt.Since
+		w.StateSince = &since
+		if w.ClaimState == kv.StateStopping && rt.State != StateStopping {
+			w.State = StateStopping
+		}
+	}
 }
 
 // Worker returns the claim of worker and whether there is one.

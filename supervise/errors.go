@@ -41,6 +41,9 @@ type ExitError struct {
 	Signal syscall.Signal
 }
 
+// ExitCode returns Code: the exit status, or -1 when a signal killed the command.
+func (e *ExitError) ExitCode() int { return e.Code }
+
 func (e *ExitError) Error() string {
 	return fmt.Sprintf("supervise: worker %q: command %s", e.Worker, e.describe())
 }

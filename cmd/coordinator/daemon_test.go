@@ -165,6 +165,12 @@ func TestMetricsStatusEvents(t *testing.T) {
 		return m["coordinator_handoffs_total"] == 1 && m["coordinator_workers_owned"] == 2
 	})
 
+	// A worker counts as running once it has been up for the start grace (1s).
+	waitUntil(t, "w1 running again", func() bool {
+		s, err := n.StatusCLI(ctx)
+		w, _ := s.Worker("w1")
+		return err == nil && w.State == "running"
+	})
 	out, err := n.CLI(ctx, "status", "--json")
 	if err != nil {
 		t.Fatal(err)

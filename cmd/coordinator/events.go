@@ -38,6 +38,25 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stream := kv.EventsStream(st.Namespace())
+	// Without --follow, print what the stream holds up to now: everything up to its last
+	// sequence at this moment, however the messages are spaced.
+	var upTo uint64
+	if !*follow {
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := st.JetStream().Stream(ictx, stream)
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = s.Info(ictx)
+		}
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
+			return 1
+		}
+		if upTo = info.State.LastSeq; upTo == 0 || info.State.Msgs == 0 {
+			return 0
+		}
+	}
 	cons, err := st.JetStream().OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + *filter},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
@@ -47,30 +66,53 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
 		return 1
 	}
-	for {
-		fctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if !*follow {
-			fctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
+	if !*follow {
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		info, err := cons.Info(ictx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
+			return 1
 		}
+		if info.NumPending == 0 {
+			return 0 // nothing matches
+		}
+	}
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		msg, err := cons.Next(jetstream.FetchContext(fctx))
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil || !*follow {
+			if ctx.Err() != nil {
 				return 0
+			}
+			if !*follow {
+				fmt.Fprintf(stderr, "coordinator events: stream %s stopped answering before its end: %v\n", stream, err)
+				return 1
 			}
 			continue
 		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			fmt.Fprintf(stderr, "coordinator events: %v\n", err)
+			return 1
+		}
+		if upTo != 0 && meta.Sequence.Stream > upTo {
+			return 0 // newer than the start of this command
+		}
 		if *asJSON {
 			fmt.Fprintln(stdout, string(msg.Data()))
-			continue
+		} else {
+			var ev ownership.Event
+			if json.Unmarshal(msg.Data(), &ev) != nil {
+				fmt.Fprintf(stdout, "%s (not an event: %q)\n", msg.Subject(), msg.Data())
+			} else {
+				fmt.Fprintln(stdout, formatEvent(ev))
+			}
 		}
-		var ev ownership.Event
-		if json.Unmarshal(msg.Data(), &ev) != nil {
-			fmt.Fprintf(stdout, "%s (not an event: %q)\n", msg.Subject(), msg.Data())
-			continue
+		if upTo != 0 && (meta.Sequence.Stream >= upTo || meta.NumPending == 0) {
+			return 0
 		}
-		fmt.Fprintln(stdout, formatEvent(ev))
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jetcoord/coordinator/ownership"
 )
 
 // promMetrics implements ownership.Metrics with Prometheus collectors.
@@ -31,7 +33,47 @@ type promMetrics struct {
 	failures      *prometheus.CounterVec
 }
 
-func newPromMetrics() *promMetrics {
+// runtimeCollector exports each registered worker's runtime at scrape time, so that a worker
+// that goes away takes its series with it.
+type runtimeCollector struct {
+	rt       *ownership.Runtime
+	running  *prometheus.Desc
+	restarts *prometheus.Desc
+	failing  *prometheus.Desc
+}
+
+func newRuntimeCollector(rt *ownership.Runtime) *runtimeCollector {
+	return &runtimeCollector{rt: rt,
+		running: prometheus.NewDesc("coordinator_worker_running",
+			"1 while this node runs the worker and it has been up for the start grace (1s), else 0.", []string{"worker"}, nil),
+		restarts: prometheus.NewDesc("coordinator_worker_restarts_total",
+			"Runs of the worker after the first in its current term on this node (resets with a new term).", []string{"worker"}, nil),
+		failing: prometheus.NewDesc("coordinator_worker_failing",
+			"1 while the worker's last runs failed in a row (a crash loop), else 0.", []string{"worker"}, nil),
+	}
+}
+
+func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.running
+	ch <- c.restarts
+	ch <- c.failing
+}
+
+func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for _, w := range c.rt.Snapshot() {
+		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, b(w.State == ownership.StateRunning), w.Worker)
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(w.Restarts), w.Worker)
+		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, b(w.State == ownership.StateFailing), w.Worker)
+	}
+}
+
+func newPromMetrics(rt *ownership.Runtime) *promMetrics {
 	m := &promMetrics{
 		reg: prometheus.NewRegistry(),
 		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "coordinator_workers_owned",
@@ -56,7 +98,7 @@ func newPromMetrics() *promMetrics {
 			Help: "Worker runs that failed (non-zero exit, error, panic), by worker: a crash loop keeps rising."}, []string{"worker"}),
 	}
 	m.reg.MustRegister(m.owned, m.claimAttempts, m.renewals, m.renewLatency, m.leaseLosses, m.takeovers,
-		m.handoffs, m.jobRuns, m.events, m.failures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.handoffs, m.jobRuns, m.events, m.failures, newRuntimeCollector(rt), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -40,6 +40,8 @@ func (d *daemon) reload() {
 		if err := d.engine.Unregister(ctx, name); err != nil {
 			d.log.Error("SIGHUP: could not stop worker", "worker", name, "err", err)
 		}
+		d.runtime.Remove(name)
+		d.metrics.failures.DeleteLabelValues(name)
 		d.mu.Lock()
 		delete(d.workers, name)
 		d.mu.Unlock()

@@ -226,6 +226,8 @@ type daemon struct {
 	metrics *promMetrics
 	http    *httpServer
 	ctl     *control
+	runtime *ownership.Runtime
+	unserve func() // stops answering runtime requests
 
 	mu      sync.Mutex
 	workers map[string]config.Worker // registered supervised commands, by name
@@ -310,7 +312,8 @@ func (d *daemon) run() error {
 // until ctx ends when NATS or JetStream is not there yet.
 func (d *daemon) start(ctx context.Context) error {
 	cfg := d.cfg
-	d.metrics = newPromMetrics()
+	d.runtime = ownership.NewRuntime()
+	d.metrics = newPromMetrics(d.runtime)
 	// HTTP first: /healthz answers while the cluster forms; /readyz says when it can claim.
 	if cfg.Node.HTTP != "" {
 		h, err := startHTTP(cfg.Node.HTTP, d)
@@ -395,6 +398,9 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.ctl = ctl
+	if d.unserve, err = d.runtime.Serve(d.nc, cfg.Namespace, cfg.Node.Name, engine.Incarnation()); err != nil {
+		return err
+	}
 	jr, err := startJobs(ctx, d, cfg.Jobs)
 	if err != nil {
 		return err
@@ -459,17 +465,21 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 
 // addWorker registers a supervised command with the engine.
 func (d *daemon) addWorker(w config.Worker) error {
-	opts := []ownership.WorkerOption{}
+	policy := ownership.RestartAlways
 	switch w.Restart {
 	case config.RestartOnFailure:
-		opts = append(opts, ownership.WithRestart(ownership.RestartOnFailure))
+		policy = ownership.RestartOnFailure
 	case config.RestartNever:
-		opts = append(opts, ownership.WithRestart(ownership.RestartNever))
+		policy = ownership.RestartNever
 	}
+	opts := []ownership.WorkerOption{ownership.WithRestart(policy)}
 	if len(w.Call) > 0 {
 		opts = append(opts, ownership.WithHandler(d.callBridge(w)))
 	}
-	if err := d.engine.Register(w.Name, d.supervised(w), opts...); err != nil {
+	if err := d.engine.Register(w.Name, d.runtime.Wrap(w.Name, policy, d.supervised(w)), opts...); err != nil {
+		if !errors.Is(err, ownership.ErrAlreadyRegistered) {
+			d.runtime.Remove(w.Name)
+		}
 		return err
 	}
 	d.mu.Lock()
@@ -522,6 +532,9 @@ func (d *daemon) shutdown() {
 	}
 	if d.ctl != nil {
 		d.ctl.close()
+	}
+	if d.unserve != nil {
+		d.unserve()
 	}
 	if d.http != nil {
 		d.http.close()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -60,32 +61,71 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 
 func printStatus(w io.Writer, s Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tNODE\tTOKEN\tSINCE\tSTATE\tCHECKPOINT")
+	fmt.Fprintln(tw, "WORKER\tNODE\tTOKEN\tSINCE\tSTATE\tRESTARTS\tLAST EXIT\tCHECKPOINT")
+	var notes []string
 	for _, x := range s.Workers {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t?\t-\t-\tunknown (%s)\t\n", x.Worker, x.Error)
+			fmt.Fprintf(tw, "%s\t?\t-\t-\tunknown\t-\t-\t-\n", x.Worker)
+			notes = append(notes, fmt.Sprintf("%s: not a claim: %s", x.Worker, x.Error))
 			continue
 		}
 		cp := "-"
 		if x.Checkpoint != nil {
-			if cp = ago(s.Time, *x.Checkpoint); cp != "just now" {
-				cp += " ago"
-			}
+			cp = agoSuffix(s.Time, *x.Checkpoint)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State, cp)
+		if x.Detail != "" {
+			notes = append(notes, x.Worker+": "+x.Detail)
+		}
+		if x.LastExit != nil && x.LastExit.Error != "" && x.State != ownership.StateRunning {
+			notes = append(notes, fmt.Sprintf("%s: last run (%s): %s", x.Worker, x.LastExit.Ran, x.LastExit.Error))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State,
+			x.Restarts, lastExit(s.Time, x.LastExit), cp)
 	}
 	if len(s.Workers) == 0 {
-		fmt.Fprintln(tw, "(no claims)\t\t\t\t\t")
+		fmt.Fprintln(tw, "(no claims)\t\t\t\t\t\t\t")
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t")
-	fmt.Fprintln(tw, "NODE\tWORKERS\tUP\tVERSION\tDRAINING")
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
+	_ = tw.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(w, "  "+n)
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tWORKERS\tUP\tVERSION\tDRAINING\tADDRESS")
 	for _, n := range s.Nodes {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\n", n.Node, n.Workers, ago(s.Time, n.Started), n.Version, n.Draining)
+		addr := "-"
+		if len(n.Addresses) > 0 {
+			addr = strings.Join(n.Addresses, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\t%s\n", n.Node, n.Workers, ago(s.Time, n.Started), n.Version, n.Draining, addr)
 	}
 	if len(s.Nodes) == 0 {
-		fmt.Fprintln(tw, "(no live nodes)\t\t\t\t")
+		fmt.Fprintln(tw, "(no live nodes)\t\t\t\t\t")
 	}
 	_ = tw.Flush()
+}
+
+// lastExit prints how a run ended, e.g. "code 3, 4s ago" or "error, 2s ago".
+func lastExit(now time.Time, x *ownership.Exit) string {
+	if x == nil {
+		return "-"
+	}
+	what := "error"
+	if x.Code != nil {
+		what = fmt.Sprintf("code %d", *x.Code)
+	}
+	return what + ", " + agoSuffix(now, x.Time)
+}
+
+func agoSuffix(now, t time.Time) string {
+	s := ago(now, t)
+	if s != "just now" && s != "-" {
+		s += " ago"
+	}
+	return s
 }
 
 // ago prints how long before now t was, rounded for people.
