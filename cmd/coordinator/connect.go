@@ -109,6 +109,9 @@ func connectOnce(c config.NATS) (*nats.Conn, error) {
 		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
 			return nil, fmt.Errorf("cannot connect to NATS at %s: %w — give credentials with --user/--password, --token, --nkey or --creds (or COORD_NATS_USER/COORD_NATS_PASSWORD, COORD_NATS_TOKEN, COORD_NATS_NKEY, COORD_NATS_CREDS)", c.URL, err)
 		}
+		if msg := err.Error(); strings.Contains(msg, "x509") || strings.Contains(msg, "secure connection") {
+			return nil, fmt.Errorf("cannot connect to NATS at %s: %w — the server uses TLS: give its CA with --tls-ca FILE (or COORD_NATS_TLS_CA)", c.URL, err)
+		}
 		if errors.Is(err, nats.ErrNoServers) {
 			return nil, fmt.Errorf("cannot connect to NATS at %s: no server answered — is a coordinator node running there? (start one with 'coordinator run', or point --nats at a node)", c.URL)
 		}

@@ -8,6 +8,7 @@
 //	coordinator drain NODE         move every worker off a node
 //	coordinator jobs               cron jobs with next tick and last run
 //	coordinator check --config F   validate a config file and exit
+//	coordinator certs --dir D      make a CA and a TLS certificate for the embedded servers
 //	coordinator version
 package main
 
@@ -43,6 +44,7 @@ func commands() []command {
 		{"drain", "move every worker off NODE (--undo to let it claim again)", drainCmd},
 		{"jobs", "list cron jobs; 'jobs run NAME' triggers one run now", jobsCmd},
 		{"check", "validate a config file (--config FILE) and exit", checkCmd},
+		{"certs", "make a CA and a TLS certificate for the embedded servers (--dir DIR)", certsCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

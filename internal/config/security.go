@@ -48,17 +48,20 @@ func (v *validator) security() {
 			}
 		}
 	} else {
-		// Embedded mode: the node connects to its own server in-process.
+		// Embedded mode: the node connects to its own server in-process. The COORD_NATS_*
+		// variables are shared with the operator commands, which need them against a TLS
+		// node, so only the file and flags are held to this.
 		for _, k := range []struct {
 			path, why string
 			set       bool
+			env       []string
 		}{
-			{"nats.creds", "a .creds file (JWT) needs an operator-mode NATS; the embedded server takes nats.user/password, nats.token, nats.nkey or users in server.auth_file", n.Creds != ""},
-			{"nats.tls", "the node reaches its embedded server in-process, without TLS; the server's own certificate is server.tls", n.TLS != (TLS{})},
-			{"nats.domain", "it applies to an external NATS", n.Domain != ""},
-			{"nats.api_prefix", "it applies to an external NATS", n.APIPrefix != ""},
+			{"nats.creds", "a .creds file (JWT) needs an operator-mode NATS; the embedded server takes nats.user/password, nats.token, nats.nkey or users in server.auth_file", n.Creds != "", []string{"nats.creds"}},
+			{"nats.tls", "the node reaches its embedded server in-process, without TLS; the server's own certificate is server.tls", n.TLS != (TLS{}), []string{"nats.tls.ca", "nats.tls.cert", "nats.tls.key"}},
+			{"nats.domain", "it applies to an external NATS", n.Domain != "", []string{"nats.domain"}},
+			{"nats.api_prefix", "it applies to an external NATS", n.APIPrefix != "", []string{"nats.api_prefix"}},
 		} {
-			if k.set {
+			if k.set && !v.onlyFromEnv(k.path, k.env...) {
 				v.add(k.path, "%s is set without nats.url, so it would be ignored: %s — remove it, or set nats.url for external mode", k.path, k.why)
 			}
 		}
@@ -110,4 +113,23 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// onlyFromEnv reports whether the setting at path (or its sub-keys) was set by the
+// environment and not by the file.
+func (v *validator) onlyFromEnv(path string, keys ...string) bool {
+	if v.src.has(path) {
+		return false
+	}
+	for _, k := range keys {
+		if v.src.has(k) {
+			return false
+		}
+	}
+	for _, k := range keys {
+		if _, ok := v.fromEnv[k]; ok {
+			return true
+		}
+	}
+	return false
 }
