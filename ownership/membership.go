@@ -53,6 +53,7 @@ func (e *Engine) nodeRecord() kv.NodeRecord {
 // engine closes. A record left by an earlier incarnation of this node is taken over with
 // compare-and-set.
 func (e *Engine) keepMembership() {
+	defer e.serveRuntime()()
 	var rev uint64
 	var reply chan error // a writeMembership caller waiting for this write
 	for {

@@ -26,6 +26,7 @@ import (
 
 // runFlags are the daemon's flags; each one set on the command line overrides the file.
 type runFlags struct {
+	cmd      *cmdline
 	fs       *flag.FlagSet
 	cfgPath  string
 	name     string
@@ -44,10 +45,11 @@ type runFlags struct {
 	conn     natsFlags
 }
 
-func newRunFlags(stderr io.Writer) *runFlags {
-	f := &runFlags{fs: flag.NewFlagSet("run", flag.ContinueOnError)}
+func newRunFlags(stdout, stderr io.Writer) *runFlags {
+	c := newCmd("run", "[--config FILE] [flags]", "Run the daemon: a node that claims, runs and hands over workers and cron jobs.\n"+
+		"Defaults < COORD_* environment < the config file < flags.", stdout, stderr)
+	f := &runFlags{cmd: c, fs: c.FlagSet}
 	fs := f.fs
-	fs.SetOutput(stderr)
 	fs.StringVar(&f.cfgPath, "config", "", "YAML config file (workers, jobs, cluster settings)")
 	fs.StringVar(&f.name, "name", "", "node name (default: host name); also the embedded server's name")
 	fs.StringVar(&f.data, "data", "", "embedded JetStream store directory (default ./data)")
@@ -151,13 +153,13 @@ func (f *runFlags) loadConfig() (config.File, error) {
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	f := newRunFlags(stderr)
-	if err := f.fs.Parse(args); err != nil {
-		return 2
+	f := newRunFlags(stdout, stderr)
+	pos, code := f.cmd.parse(args)
+	if code >= 0 {
+		return code
 	}
-	if f.fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "coordinator run: unexpected argument %q (flags only; see 'coordinator run -h')\n", f.fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return f.cmd.usageError(fmt.Sprintf("unexpected argument %q (flags only)", pos[0]))
 	}
 	cfg, err := f.loadConfig()
 	if err != nil {
@@ -169,7 +171,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coordinator: %v\n", err)
 		return 2
 	}
-	d := &daemon{flags: f, cfg: cfg, log: log}
+	d := &daemon{flags: f, cfg: cfg, log: log, stopping: make(chan struct{})}
 	if err := d.run(); err != nil {
 		log.Error("coordinator stopped", "err", err)
 		return 1
@@ -191,7 +193,9 @@ type daemon struct {
 	http    *httpServer
 	ctl     *control
 	runtime *ownership.Runtime
-	unserve func() // stops answering runtime requests
+	// stopping is closed when shutdown begins: control requests that wait give up.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	mu      sync.Mutex
 	workers map[string]config.Worker // registered supervised commands, by name
@@ -340,6 +344,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.engine = engine
+	engine.SetRuntime(d.runtime)
 	d.liveEngine.Store(engine)
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
@@ -355,9 +360,6 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.ctl = ctl
-	if d.unserve, err = d.runtime.Serve(d.nc, cfg.Namespace, cfg.Node.Name, engine.Incarnation()); err != nil {
-		return err
-	}
 	jr, err := startJobs(ctx, d, cfg.Jobs)
 	if err != nil {
 		return err
@@ -390,6 +392,11 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r})
 		cancel()
+		if err == nil {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = ensureLogsStream(actx, st.JetStream(), d.cfg.Namespace, r)
+			cancel()
+		}
 		if err == nil {
 			d.store = st
 			d.liveStore.Store(st)
@@ -456,7 +463,7 @@ func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
 			StopSignal: syscall.Signal(w.StopSignal),
 			StopGrace:  time.Duration(w.StopGrace),
 			FenceGrace: d.engine.Config().FenceGrace,
-			Logger:     d.log,
+			Logger:     d.outputLogger("worker", w.Name, lease.Token()),
 		}
 		err := supervise.Run(ctx, spec, lease)
 		if errors.Is(err, supervise.ErrFenced) {
@@ -480,6 +487,7 @@ func envList(m map[string]string) []string {
 // shutdown stops everything in order: jobs and workers (releasing claims), the control and
 // HTTP endpoints, the connection, the embedded server.
 func (d *daemon) shutdown() {
+	d.stoppingOnce.Do(func() { close(d.stopping) })
 	if d.jobs != nil {
 		d.jobs.close()
 	}
@@ -489,9 +497,7 @@ func (d *daemon) shutdown() {
 	if d.ctl != nil {
 		d.ctl.close()
 	}
-	if d.unserve != nil {
-		d.unserve()
-	}
+
 	if d.http != nil {
 		d.http.close()
 	}
