@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -333,7 +335,7 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	info := ownership.NodeInfo{Version: Version, Weight: cfg.Node.Weight}
 	if d.srv != nil {
-		info.Addresses = append(info.Addresses, d.srv.ClientURL())
+		info.Addresses = advertisedURLs(d.srv.ClientURL(), cfg.Node.Listen, net.InterfaceAddrs)
 	}
 	opts := []ownership.Option{ownership.WithLogger(d.log), ownership.WithMetrics(d.metrics), ownership.WithNodeInfo(info)}
 	if d.srv != nil {
@@ -509,4 +511,38 @@ func (d *daemon) shutdown() {
 		d.srv.Shutdown()
 	}
 	d.log.Info("coordinator stopped")
+}
+
+// advertisedURLs is where other machines reach this node's embedded server. A server
+// listening on every interface (0.0.0.0, ::) is dialled on 127.0.0.1 locally, which says
+// nothing to an operator looking at a cluster: advertise the non-loopback interface
+// addresses instead (what nats-server itself announces to clients).
+func advertisedURLs(clientURL, listen string, ifaddrs func() ([]net.Addr, error)) []string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || (host != "" && !net.ParseIP(host).IsUnspecified()) {
+		return []string{clientURL}
+	}
+	u, err := url.Parse(clientURL)
+	if err != nil {
+		return []string{clientURL}
+	}
+	addrs, err := ifaddrs()
+	if err != nil {
+		return []string{clientURL}
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if ipn.IP.To4() == nil && net.ParseIP(host).To4() != nil {
+			continue // listening on 0.0.0.0: IPv4 only
+		}
+		out = append(out, (&url.URL{Scheme: u.Scheme, Host: net.JoinHostPort(ipn.IP.String(), u.Port())}).String())
+	}
+	if len(out) == 0 {
+		return []string{clientURL}
+	}
+	return out
 }
