@@ -37,7 +37,7 @@ import (
 
 const (
 	dockerBudget  = 4 * time.Minute // the whole test, build included; cleanup comes on top
-	dockerWorker  = "hello"         // the worker of deploy/compose-demo.yaml
+	dockerWorker  = "hello"         // the worker of deploy/image-demo.yaml
 	dockerService = "coordinator"   // the service of deploy/compose.yaml
 	// dockerQuiet is how long owner and membership must stay unchanged before the owner
 	// counts as settled: well above the rebalance delay (2 × renew interval = 6s by

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,14 +48,38 @@ const (
 	HeaderToken = "Coord-Token"
 	HeaderNode  = "Coord-Node"
 	HeaderError = "Coord-Error"
+	// HeaderNoHandler is set (to "true") on the error reply of an owner that serves no calls.
+	HeaderNoHandler = "Coord-No-Handler"
+	// HeaderTimeout, on a request, is how long the caller waits for the reply (a Go
+	// duration, e.g. "9.5s"). The owner does not start a request whose caller has given up,
+	// and ends the handler's context when the caller stops waiting. Relative, so that clocks
+	// of different machines do not matter.
+	HeaderTimeout = "Coord-Timeout"
+	// HeaderAccept, on a request, asks the owner to confirm receipt at once with an empty
+	// message carrying HeaderAccepted, before the reply. Call uses it to tell an owner that
+	// died with the request in flight (retry) from a slow one (wait). Plain requests
+	// (`nats req`) get the reply only.
+	HeaderAccept   = "Coord-Accept"
+	HeaderAccepted = "Coord-Accepted"
 )
+
+// MaxConcurrentCalls is how many requests to one worker its owner handles at once; more
+// wait for a free slot (and are dropped if their caller gives up meanwhile).
+const MaxConcurrentCalls = 16
+
+// DefaultCallTimeout bounds a Call whose context has no deadline.
+const DefaultCallTimeout = 30 * time.Second
 
 // CallSubject is the subject worker answers on in namespace ns.
 func CallSubject(ns, worker string) string { return ns + ".call." + worker }
 
 var (
-	// ErrNoOwner is returned by Call when no owner answered before ctx ended.
+	// ErrNoOwner is returned by Call when no owner answered before ctx ended, or at once
+	// when no node owns or registers the worker.
 	ErrNoOwner = errors.New("ownership: no live owner answered")
+	// ErrNoHandler is matched (errors.Is) by the *CallError of an owner that serves no
+	// calls: the worker was registered without WithHandler.
+	ErrNoHandler = errors.New("ownership: worker serves no calls")
 )
 
 // CallError is a worker's own error, as opposed to "nobody answered".
@@ -63,11 +88,16 @@ type CallError struct {
 	Node   string
 	Token  uint64
 	Msg    string
+	// NoHandler: the owner serves no calls for this worker (errors.Is(err, ErrNoHandler)).
+	NoHandler bool
 }
 
 func (e *CallError) Error() string {
 	return fmt.Sprintf("worker %q on %s (token %d): %s", e.Worker, e.Node, e.Token, e.Msg)
 }
+
+// Is makes errors.Is(err, ErrNoHandler) true for an owner without a handler.
+func (e *CallError) Is(target error) bool { return target == ErrNoHandler && e.NoHandler }
 
 // Reply is a worker's answer.
 type Reply struct {
@@ -77,24 +107,28 @@ type Reply struct {
 }
 
 // Call sends request to worker wherever it runs and returns its reply. While no node owns
-// the worker (a failover) it retries with backoff until ctx ends, then returns ErrNoOwner.
-// A worker error comes back as *CallError. An attempt that gets no reply within
-// attemptTimeout (the owner died mid-request) is retried too, so a request may reach two
-// successive owners: make requests idempotent, or check Reply.Token.
+// the worker (a failover) it retries with backoff until ctx ends, then returns ErrNoOwner;
+// when no node owns or registers the worker at all it returns ErrNoOwner at once. A worker
+// error comes back as *CallError (errors.Is(err, ErrNoHandler) when the owner serves no
+// calls). The owner learns ctx's deadline (HeaderTimeout): it does not run a request whose
+// caller has given up, and a request is sent to an owner once, never again after a timeout.
 func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte) (Reply, error) {
-	const attemptTimeout = 5 * time.Second
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
 	subj := CallSubject(ns, worker)
 	wait := 20 * time.Millisecond
+	checked := false
 	var last error
 	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		m, err := nc.RequestWithContext(actx, subj, request)
-		cancel()
+		m, err := send(ctx, nc, subj, request)
 		if err == nil {
 			tok, _ := strconv.ParseUint(m.Header.Get(HeaderToken), 10, 64)
 			r := Reply{Data: m.Data, Node: m.Header.Get(HeaderNode), Token: tok}
 			if msg := m.Header.Get(HeaderError); msg != "" {
-				return r, &CallError{Worker: worker, Node: r.Node, Token: tok, Msg: msg}
+				return r, &CallError{Worker: worker, Node: r.Node, Token: tok, Msg: msg, NoHandler: m.Header.Get(HeaderNoHandler) == "true"}
 			}
 			return r, nil
 		}
@@ -102,8 +136,17 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte)
 		if ctx.Err() != nil {
 			break
 		}
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		if errors.Is(err, errNotAccepted) {
+			// An owner that died with the request in flight (its subscription outlived it
+			// for a moment): nothing ran, so trying again is safe.
+		} else if !errors.Is(err, nats.ErrNoResponders) {
 			return Reply{}, fmt.Errorf("ownership: call %q: %w", worker, err)
+		}
+		if !checked {
+			checked = true
+			if why := nobodyRuns(ctx, nc, ns, worker); why != "" {
+				return Reply{}, fmt.Errorf("%w: no node owns %q: %s", ErrNoOwner, worker, why)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -112,43 +155,213 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte)
 		wait = min(wait*2, time.Second)
 	}
 	if errors.Is(last, nats.ErrNoResponders) {
-		return Reply{}, fmt.Errorf("%w: nothing answers on %s: no node owns %q right now, or its owner serves no calls", ErrNoOwner, subj, worker)
+		return Reply{}, fmt.Errorf("%w: nothing answers on %s: no node owns %q right now", ErrNoOwner, subj, worker)
 	}
 	return Reply{}, fmt.Errorf("%w: %q did not answer in time (%v)", ErrNoOwner, worker, last)
 }
 
+// acceptTimeout bounds the wait for an owner to accept a request (HeaderAccepted). An owner
+// accepts as soon as the request arrives, before it runs; silence means it is gone.
+const acceptTimeout = 2 * time.Second
+
+var errNotAccepted = errors.New("ownership: the owner did not accept the request")
+
+// send sends one request and waits for the owner to accept it (within acceptTimeout),
+// then for its reply (until ctx ends). A request the owner accepted is never sent again, so
+// a slow handler is not run twice.
+func send(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.Msg, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	msg := nats.NewMsg(subj)
+	msg.Reply = inbox
+	msg.Data = data
+	msg.Header.Set(HeaderAccept, "true")
+	if dl, ok := ctx.Deadline(); ok {
+		msg.Header.Set(HeaderTimeout, time.Until(dl).String())
+	}
+	if err := nc.PublishMsg(msg); err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, acceptTimeout)
+	defer cancel()
+	accepted := false
+	for {
+		wctx := ctx
+		if !accepted {
+			wctx = actx
+		}
+		m, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			if !accepted && ctx.Err() == nil {
+				return nil, errNotAccepted
+			}
+			return nil, err
+		}
+		if m.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		if m.Header.Get(HeaderAccepted) == "true" {
+			accepted = true
+			continue
+		}
+		return m, nil
+	}
+}
+
+// nobodyRuns says why no node can answer for worker — no claim, and every live node says
+// it does not register it — or "" when one may (a claim exists, a node registers it, or a
+// node cannot tell).
+func nobodyRuns(ctx context.Context, nc *nats.Conn, ns, worker string) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := kv.Open(ctx, nc, kv.Options{Namespace: ns, BindOnly: true})
+	if err != nil {
+		if errors.Is(err, kv.ErrUnavailable) {
+			return ""
+		}
+		return fmt.Sprintf("namespace %q has no buckets (%v): is the namespace right?", ns, err)
+	}
+	if _, err := st.Workers.GetClaim(ctx, worker); !errors.Is(err, kv.ErrNotFound) {
+		return "" // a claim (perhaps of a dead owner about to be taken over), or no answer
+	}
+	nodes, err := st.Nodes.Keys(ctx)
+	if err != nil {
+		return ""
+	}
+	if len(nodes) == 0 {
+		return "no live node in namespace " + ns
+	}
+	for _, a := range readRuntimes(ctx, nc, ns, nodes, time.Second) {
+		if a.err != nil {
+			return "" // a node that cannot tell (a library node, or slow)
+		}
+		if _, ok := a.rt.Worker(worker); ok {
+			return "" // registered: a node claims it soon
+		}
+	}
+	return fmt.Sprintf("it has no claim and none of the %d live nodes registers it: is the name right? ('coordinator status' lists the workers)", len(nodes))
+}
+
 // serve subscribes the worker's handler for one term and returns the unsubscribe func. A
 // request is answered only while the lease is live: a paused owner that wakes up after its
-// deadline drops what queued up during the pause.
+// deadline drops what queued up during the pause. A worker without a handler still answers,
+// with an error that says so, so that callers do not wait for an owner that never replies.
+// Up to MaxConcurrentCalls requests run at once.
 func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 	e := w.e
 	h := w.opts.handler
-	if h == nil {
-		return func() {}
-	}
-	sub, err := e.store.Conn().Subscribe(CallSubject(e.store.Namespace(), w.name), func(m *nats.Msg) {
+	nc := e.store.Conn()
+	hctx, hcancel := context.WithCancel(ctx)
+	sem := make(chan struct{}, MaxConcurrentCalls)
+	var wg sync.WaitGroup
+	sub, err := nc.Subscribe(CallSubject(e.store.Namespace(), w.name), func(m *nats.Msg) {
+		received := time.Now()
 		if !lease.live(ctx) {
 			return
 		}
 		reply := nats.NewMsg(m.Reply)
 		reply.Header.Set(HeaderToken, strconv.FormatUint(lease.Token(), 10))
 		reply.Header.Set(HeaderNode, e.node)
-		data, err := w.callHandler(ctx, lease, h, m.Data)
-		if !lease.live(ctx) {
-			return // the term ended while handling: a later owner may answer instead
+		if h != nil && m.Header.Get(HeaderAccept) == "true" {
+			ack := nats.NewMsg(m.Reply)
+			ack.Header.Set(HeaderAccepted, "true")
+			_ = m.RespondMsg(ack)
 		}
-		if err != nil {
-			reply.Header.Set(HeaderError, err.Error())
-		} else {
-			reply.Data = data
+		if h == nil {
+			reply.Header.Set(HeaderNoHandler, "true")
+			reply.Header.Set(HeaderError, fmt.Sprintf("worker %q serves no calls: it has no call handler "+
+				"(set call: in its config, or register it with ownership.WithHandler)", w.name))
+			_ = m.RespondMsg(reply)
+			return
 		}
-		_ = m.RespondMsg(reply)
+		deadline := time.Time{}
+		if d, err := time.ParseDuration(m.Header.Get(HeaderTimeout)); err == nil && d > 0 {
+			deadline = received.Add(d)
+		}
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-expired:
+			w.log().Warn("call dropped: its caller gave up while it waited for a free slot", "limit", MaxConcurrentCalls)
+			return
+		case <-hctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cctx, cancel := hctx, context.CancelFunc(func() {})
+			if !deadline.IsZero() {
+				if time.Until(deadline) <= 0 {
+					w.log().Warn("call dropped: its caller gave up before it could start")
+					return
+				}
+				cctx, cancel = context.WithDeadline(hctx, deadline)
+			}
+			defer cancel()
+			data, err := w.callHandler(cctx, lease, h, m.Data)
+			if !lease.live(ctx) {
+				return // the term ended while handling: a later owner may answer instead
+			}
+			if err != nil {
+				reply.Header.Set(HeaderError, err.Error())
+			} else {
+				reply.Data = data
+			}
+			if size, limit := msgSize(reply), nc.MaxPayload(); limit > 0 && size > limit {
+				w.log().Error("call reply too large for NATS; the caller gets an error instead", "bytes", size, "max_payload", limit)
+				reply.Data = nil
+				reply.Header.Set(HeaderError, fmt.Sprintf("reply of %d bytes exceeds the NATS max payload of %d bytes: "+
+					"return less (or store the data elsewhere and reply with a reference)", size, limit))
+			}
+			if err := m.RespondMsg(reply); err != nil {
+				w.log().Error("cannot send call reply", "err", err)
+			}
+		}()
 	})
 	if err != nil {
+		hcancel()
 		w.log().Error("cannot serve calls", "err", err)
 		return func() {}
 	}
-	return func() { _ = sub.Unsubscribe() }
+	return func() {
+		_ = sub.Unsubscribe()
+		hcancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		t := time.NewTimer(e.cfg.FenceGrace + time.Second)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			w.log().Error("a call handler did not return after its term ended", "grace", e.cfg.FenceGrace+time.Second)
+		}
+	}
+}
+
+// msgSize is the size of m on the wire as the server counts it against max_payload:
+// headers and data.
+func msgSize(m *nats.Msg) int64 {
+	n := len(m.Data)
+	if len(m.Header) > 0 {
+		n += len("NATS/1.0\r\n\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+	}
+	return int64(n)
 }
 
 func (w *worker) callHandler(ctx context.Context, lease *Lease, h Handler, req []byte) (out []byte, err error) {

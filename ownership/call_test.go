@@ -192,3 +192,148 @@ func TestStaleOwnerCannotAnswerOrSave(t *testing.T) {
 		}
 	}
 }
+
+// A worker without a handler answers at once with an error that says so, instead of
+// leaving the caller to wait for its context to end.
+func TestCallWithoutHandlerFailsAtOnce(t *testing.T) {
+	srv := natstest.Run(t)
+	started := make(chan struct{}, 1)
+	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) {
+		_ = e.Register("quiet", func(ctx context.Context, l *Lease) error { started <- struct{}{}; <-ctx.Done(); return nil })
+	})
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	_, err := Call(ctx, srv.Connect(), "t", "quiet", []byte("{}"))
+	t.Logf("call to a worker without a handler answered in %v: %v", time.Since(t0), err)
+	if !errors.Is(err, ErrNoHandler) || ctx.Err() != nil {
+		t.Fatalf("Call = %v (ctx %v), want ErrNoHandler before the context ended", err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), "serves no calls") {
+		t.Errorf("error %q does not say the worker serves no calls", err)
+	}
+}
+
+// A name no node owns or registers fails at once with "no node owns".
+func TestCallUnknownWorkerFailsAtOnce(t *testing.T) {
+	srv := natstest.Run(t)
+	n := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("known", holdUntilDone) })
+	<-n.e.Synced()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Call(ctx, srv.Connect(), "t", "nosuch", []byte("{}"))
+	if !errors.Is(err, ErrNoOwner) || ctx.Err() != nil || !strings.Contains(err.Error(), `no node owns "nosuch"`) {
+		t.Fatalf("Call = %v (ctx %v), want ErrNoOwner naming the worker before the context ended", err, ctx.Err())
+	}
+}
+
+// Calls to one worker run concurrently: four handlers wait for each other.
+func TestCallsRunConcurrently(t *testing.T) {
+	srv := natstest.Run(t)
+	const n = 4
+	var mu sync.Mutex
+	inside := 0
+	all := make(chan struct{})
+	h := func(ctx context.Context, l *Lease, req []byte) ([]byte, error) {
+		mu.Lock()
+		if inside++; inside == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+			return []byte("ok"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("par", holdUntilDone, WithHandler(h)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, n)
+	for range n {
+		go func() { _, err := Call(ctx, srv.Connect(), "t", "par", nil); errs <- err }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent call: %v", err)
+		}
+	}
+}
+
+// A request whose caller gave up while it waited for a free slot is never run.
+func TestCallDroppedAfterCallerGaveUp(t *testing.T) {
+	srv := natstest.Run(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := func(ctx context.Context, l *Lease, req []byte) ([]byte, error) {
+		mu.Lock()
+		seen[string(req)]++
+		mu.Unlock()
+		if string(req) == "block" {
+			<-release
+		}
+		return req, nil
+	}
+	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("busy", holdUntilDone, WithHandler(h)) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Warm up: the worker is owned and answers.
+	if _, err := Call(ctx, srv.Connect(), "t", "busy", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, MaxConcurrentCalls)
+	for range MaxConcurrentCalls {
+		go func() { _, err := Call(ctx, srv.Connect(), "t", "busy", []byte("block")); errs <- err }()
+	}
+	if err := waitCond(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return seen["block"] == MaxConcurrentCalls }); err != nil {
+		t.Fatal("the blocking calls did not all start")
+	}
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := Call(short, srv.Connect(), "t", "busy", []byte("late"))
+	scancel()
+	if !errors.Is(err, ErrNoOwner) {
+		t.Fatalf("call that found every slot busy = %v, want a timeout (ErrNoOwner)", err)
+	}
+	close(release)
+	for range MaxConcurrentCalls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Call(ctx, srv.Connect(), "t", "busy", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["late"] != 0 {
+		t.Fatalf("the request whose caller gave up ran %d times", seen["late"])
+	}
+}
+
+// A reply larger than the server's max payload reaches the caller as a clear error.
+func TestCallOversizedReply(t *testing.T) {
+	srv := natstest.Run(t)
+	h := func(ctx context.Context, l *Lease, req []byte) ([]byte, error) { return make([]byte, 2<<20), nil }
+	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register("big", holdUntilDone, WithHandler(h)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Call(ctx, srv.Connect(), "t", "big", nil)
+	var ce *CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Msg, "exceeds the NATS max payload") {
+		t.Fatalf("oversized reply: %v, want a CallError about the max payload", err)
+	}
+}
+
+func waitCond(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}

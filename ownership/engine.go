@@ -154,6 +154,7 @@ type Engine struct {
 	assignment    map[string]string // cached placement; nil = recompute
 	digest        string            // cached namesDigest; "" = recompute
 	rebalanceKick chan struct{}     // membership changed (capacity 1)
+	runtime       *Runtime          // SetRuntime; what runtime requests are answered from
 
 	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
 	// stuck renew loop still fences.

@@ -13,7 +13,13 @@ import (
 type Member struct {
 	kv.NodeRecord
 	Revision uint64 `json:"revision"`
+
+	seen time.Time // local (monotonic) time this revision was first seen
 }
+
+// MaxWeight bounds a node's placement weight (its record's capacity): a larger value, in a
+// record written by hand say, is taken as MaxWeight so that weight sums cannot overflow.
+const MaxWeight = 1000
 
 // Members returns the live nodes, sorted by name. It is this node's view, from watching the
 // nodes bucket.
@@ -53,10 +59,12 @@ func (e *Engine) nodeRecord() kv.NodeRecord {
 // engine closes. A record left by an earlier incarnation of this node is taken over with
 // compare-and-set.
 func (e *Engine) keepMembership() {
+	defer e.serveRuntime()()
 	var rev uint64
 	var reply chan error // a writeMembership caller waiting for this write
 	for {
 		err := e.renewMembership(&rev)
+		e.clearStaleMembers()
 		if reply != nil {
 			reply <- err
 			reply = nil
@@ -210,7 +218,13 @@ func (e *Engine) applyMember(c kv.Change) {
 			e.log.Warn("ignoring a node record that is not valid", "key", c.Key, "err", err)
 			return
 		}
-		e.members[c.Key] = Member{NodeRecord: r, Revision: c.Revision}
+		if r.Capacity > MaxWeight {
+			if !had || prev.Revision == 0 || prev.Capacity != MaxWeight {
+				e.log.Warn("node record with a capacity above the maximum: taken as the maximum", "key", c.Key, "capacity", r.Capacity, "max", MaxWeight)
+			}
+			r.Capacity = MaxWeight
+		}
+		e.members[c.Key] = Member{NodeRecord: r, Revision: c.Revision, seen: e.cfg.Clock.Now()}
 	default:
 		delete(e.members, c.Key)
 	}
@@ -240,4 +254,33 @@ func (e *Engine) firstMember() string {
 		}
 	}
 	return first
+}
+
+// clearStaleMembers deletes, with compare-and-set, the records of other nodes that stayed at
+// one revision for longer than TTL. A live node renews its record every RenewInterval, and
+// the server expires records by their TTL; what is left is a record without a TTL (written
+// by hand, say), which would otherwise count as a member forever and pull workers to a node
+// that never claims them.
+func (e *Engine) clearStaleMembers() {
+	now := e.cfg.Clock.Now()
+	type stale struct {
+		name string
+		rev  uint64
+	}
+	var todo []stale
+	e.mu.Lock()
+	for name, m := range e.members {
+		if name != e.node && !m.seen.IsZero() && now.Sub(m.seen) > e.cfg.TTL+e.cfg.RenewInterval {
+			todo = append(todo, stale{name, m.Revision})
+		}
+	}
+	e.mu.Unlock()
+	for _, s := range todo {
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+		err := e.store.Nodes.Delete(ctx, s.name, s.rev)
+		cancel()
+		if err == nil {
+			e.log.Warn("cleared a node record not renewed within TTL (no TTL on the entry?)", "key", s.name, "revision", s.rev)
+		}
+	}
 }

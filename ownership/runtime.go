@@ -90,9 +90,9 @@ func RuntimeSubject(ns, node string) string { return ns + ".status." + node }
 type ExitCoder interface{ ExitCode() int }
 
 // Runtime tracks the runs of the workers of one node: wrap each WorkerFunc with Wrap when
-// registering it, and serve the result with Serve so that status can tell a running worker
-// from one that crash-loops, never started, or whose owner is gone. The zero value is not
-// usable: use NewRuntime.
+// registering it, so that status can tell a running worker
+// from one that crash-loops, never started, or whose owner is gone; give it to the engine
+// with Engine.SetRuntime. The zero value is not usable: use NewRuntime.
 type Runtime struct {
 	// StartGrace: see DefaultStartGrace.
 	StartGrace time.Duration
@@ -295,17 +295,46 @@ func (r *Runtime) Snapshot() []WorkerRuntime {
 	return out
 }
 
-// Serve answers runtime requests for node on RuntimeSubject(ns, node) until the returned
-// stop function is called.
-func (r *Runtime) Serve(nc *nats.Conn, ns, node, incarnation string) (stop func(), err error) {
-	sub, err := nc.Subscribe(RuntimeSubject(ns, node), func(m *nats.Msg) {
-		b, _ := json.Marshal(NodeRuntime{Node: node, Incarnation: incarnation, Time: r.now().UTC(), Workers: r.Snapshot()})
+// SetRuntime makes the engine answer runtime requests (RuntimeSubject) from rt, whose
+// Wrap the registered WorkerFuncs went through. Call it before Start. Without it the engine
+// answers with its registered names only, which tells callers that a name exists.
+func (e *Engine) SetRuntime(rt *Runtime) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.runtime = rt
+}
+
+// serveRuntime answers runtime requests for this node until the returned func is called.
+func (e *Engine) serveRuntime() (stop func()) {
+	nc := e.store.Conn()
+	if nc == nil {
+		return func() {}
+	}
+	sub, err := nc.Subscribe(RuntimeSubject(e.store.Namespace(), e.node), func(m *nats.Msg) {
+		e.mu.Lock()
+		rt := e.runtime
+		names := make([]string, 0, len(e.workers))
+		for name := range e.workers {
+			names = append(names, name)
+		}
+		e.mu.Unlock()
+		nr := NodeRuntime{Node: e.node, Incarnation: e.incarnation, Time: e.cfg.Clock.Now().UTC()}
+		if rt != nil {
+			nr.Workers = rt.Snapshot()
+		} else {
+			sort.Strings(names)
+			for _, n := range names {
+				nr.Workers = append(nr.Workers, WorkerRuntime{Worker: n})
+			}
+		}
+		b, _ := json.Marshal(nr)
 		_ = m.Respond(b)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ownership: serving runtime on %s: %w", RuntimeSubject(ns, node), err)
+		e.log.Error("cannot answer runtime requests", "subject", RuntimeSubject(e.store.Namespace(), e.node), "err", err)
+		return func() {}
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	return func() { _ = sub.Unsubscribe() }
 }
 
 // ErrNoRuntime is returned by ReadRuntime for a node that serves no runtime requests (a

@@ -145,7 +145,7 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 		a := answers[w.Node]
 		switch {
 		case errors.Is(a.err, ErrNoRuntime):
-			continue // a library node: the claim is all there is to say
+			continue // an older node: the claim is all there is to say
 		case a.err != nil:
 			w.State, w.Detail = "unknown", fmt.Sprintf("node %q did not report its workers: %v", w.Node, a.err)
 			continue
@@ -155,6 +155,8 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 		}
 		rt, ok := a.rt.Worker(w.Worker)
 		switch {
+		case ok && rt.State == "":
+			continue // the engine has no Runtime (SetRuntime): the claim is all there is to say
 		case !ok:
 			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q does not register %q", w.Node, w.Worker)
 			continue

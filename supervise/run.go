@@ -81,7 +81,7 @@ func Run(ctx context.Context, spec Spec, lease Lease) error {
 			return fmt.Errorf("%w: worker %q: working directory %q is not a directory", ErrStart, spec.Name, spec.Dir)
 		}
 	}
-	r := &run{spec: spec, lease: lease, log: spec.Logger.With("worker", spec.Name)}
+	r := &run{spec: spec, lease: lease, log: spec.Logger.With(spec.LogKey, spec.Name)}
 	start := startMsg{
 		Version:    protocolVersion,
 		Name:       spec.Name,

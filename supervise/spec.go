@@ -50,9 +50,12 @@ type Spec struct {
 	// does), so that grace and deadline come from the same timing; else DefaultFenceGrace.
 	FenceGrace time.Duration
 	// Logger receives each line the command writes to stdout or stderr, with the attributes
-	// worker=Name and stream=stdout|stderr, at level Info; supervision events are logged
+	// worker=Name (LogKey=Name) and stream=stdout|stderr, at level Info; supervision events are logged
 	// at Debug (start, exit) and Warn (fence). Default slog.Default().
 	Logger *slog.Logger
+	// LogKey is the attribute that names the command in its log lines: "worker" (default)
+	// or, for a cron job's command, "job".
+	LogKey string
 	// Shim is the watchdog executable: a binary whose main calls MaybeRunWatchdog first
 	// thing. Default DefaultShim (the running binary).
 	Shim string
@@ -100,6 +103,9 @@ func (s Spec) withDefaults() Spec {
 	}
 	if s.Shim == "" {
 		s.Shim = DefaultShim
+	}
+	if s.LogKey == "" {
+		s.LogKey = "worker"
 	}
 	return s
 }

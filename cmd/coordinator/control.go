@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,8 @@ import (
 type ctlRequest struct {
 	Worker string `json:"worker,omitempty"`
 	Drain  *bool  `json:"drain,omitempty"`
+	// Wait, for trigger: reply when the run has ended, with its jobResult as Info.
+	Wait bool `json:"wait,omitempty"`
 }
 
 type ctlReply struct {
@@ -27,29 +30,37 @@ func ctlSubject(ns, node, op string) string { return ns + ".ctl." + node + "." +
 
 type control struct {
 	sub *nats.Subscription
+	wg  sync.WaitGroup
 }
 
 func startControl(d *daemon) (*control, error) {
 	subj := ctlSubject(d.cfg.Namespace, d.cfg.Node.Name, "*")
+	c := &control{}
 	sub, err := d.nc.Subscribe(subj, func(m *nats.Msg) {
-		var req ctlRequest
-		reply := ctlReply{OK: true}
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			reply = ctlReply{Error: "request is not JSON: " + err.Error()}
-		} else if err := d.handleControl(m.Subject[len(subj)-1:], req, &reply); err != nil {
-			reply = ctlReply{Error: err.Error()}
-		}
-		b, _ := json.Marshal(reply)
-		_ = m.Respond(b)
+		// Each request on its own: `jobs run --wait` holds its reply until the run ends.
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			var req ctlRequest
+			reply := ctlReply{OK: true}
+			if err := json.Unmarshal(m.Data, &req); err != nil {
+				reply = ctlReply{Error: "request is not JSON: " + err.Error()}
+			} else if err := d.handleControl(m.Subject[len(subj)-1:], req, &reply); err != nil {
+				reply = ctlReply{Error: err.Error()}
+			}
+			b, _ := json.Marshal(reply)
+			_ = m.Respond(b)
+		}()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to control requests: %w", err)
 	}
-	return &control{sub: sub}, nil
+	c.sub = sub
+	return c, nil
 }
 
 func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch op {
 	case "release":
@@ -77,14 +88,29 @@ func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error
 		if err != nil {
 			return err
 		}
-		reply.Info = fmt.Sprintf("job %q ran once now on %s (token %d)", req.Worker, t.Node, t.Token)
+		if !req.Wait {
+			d.jobs.forget(t.Token)
+			reply.Info = fmt.Sprintf("job %q started now on %s (token %d)", req.Worker, t.Node, t.Token)
+			return nil
+		}
+		defer d.jobs.forget(t.Token)
+		select {
+		case r := <-d.jobs.expect(t.Token):
+			b, _ := json.Marshal(r)
+			reply.Info = string(b)
+		case <-d.stopping:
+			return fmt.Errorf("node %s is shutting down; job %q (token %d) may not finish", d.cfg.Node.Name, req.Worker, t.Token)
+		}
 	default:
 		return fmt.Errorf("unknown control operation %q", op)
 	}
 	return nil
 }
 
-func (c *control) close() { _ = c.sub.Unsubscribe() }
+func (c *control) close() {
+	_ = c.sub.Unsubscribe()
+	c.wg.Wait()
+}
 
 // ctlCall sends a control request and decodes the reply.
 func ctlCall(nc *nats.Conn, subject string, req ctlRequest, timeout time.Duration) (ctlReply, error) {

@@ -96,6 +96,22 @@ func TestReload(t *testing.T) {
 			t.Fatalf("%s touched by a rejected reload: %+v", w, r)
 		}
 	}
+	// A setting that only applies at start is reported and keeps its running value.
+	write("namespace: other\n" + cfg(workerYAML(b, dir, "keep", "1"), workerYAML(b, dir, "change", "2"), workerYAML(b, dir, "new", "1")))
+	waitUntil(t, "the restart warning in the log", func() bool {
+		b, _ := os.ReadFile(n.LogPath())
+		return bytes.Contains(b, []byte("change only with a restart")) && bytes.Contains(b, []byte("namespace: coord → other"))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if st, err := n.StatusCLI(ctx); err != nil || len(st.Workers) != 3 || st.Namespace != "coord" {
+		t.Fatalf("after a namespace change in the file, status in the running namespace = %+v, %v", st, err)
+	}
+	for _, w := range []string{"keep", "new"} {
+		if r := runsOf(t, c, w); len(r) != 1 || r[0].Stopped {
+			t.Fatalf("%s touched by a reload that changed only the namespace: %+v", w, r)
+		}
+	}
 	if v := func() []cluster.Violation { all, _ := c.Runs(); return cluster.CheckRuns(all) }(); len(v) > 0 {
 		t.Fatalf("violations: %v", v)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,23 +10,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetcoord/coordinator/kv"
 	"github.com/jetcoord/coordinator/ownership"
 )
 
 func eventsCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("events", "[flags]", "Print the lifecycle events the stream holds (from --since ago), then exit; --follow keeps printing new ones.", stdout, stderr)
 	var conn natsFlags
-	conn.register(fs, defaultCLIURL())
+	conn.register(fs.FlagSet, defaultCLIURL())
 	follow := fs.Bool("follow", false, "keep printing new events until interrupted")
 	since := fs.Duration("since", time.Hour, "show events from this long ago")
 	asJSON := fs.Bool("json", false, "print each event as its JSON payload, one per line")
 	filter := fs.String("filter", ">", "subject filter below <ns>.events., e.g. 'worker.billing.>'")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		return fs.usageError(fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
 	nc, st, err := cliConnect(&conn)
 	if err != nil {
@@ -37,83 +37,26 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 	defer nc.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stream := kv.EventsStream(st.Namespace())
+	print := func(data []byte) {
+		if *asJSON {
+			fmt.Fprintln(stdout, string(data))
+			return
+		}
+		var ev ownership.Event
+		if json.Unmarshal(data, &ev) != nil {
+			fmt.Fprintf(stdout, "(not an event: %q)\n", data)
+			return
+		}
+		fmt.Fprintln(stdout, formatEvent(ev))
+	}
 	// Without --follow, print what the stream holds up to now: everything up to its last
 	// sequence at this moment, however the messages are spaced.
-	var upTo uint64
-	if !*follow {
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := st.JetStream().Stream(ictx, stream)
-		var info *jetstream.StreamInfo
-		if err == nil {
-			info, err = s.Info(ictx)
-		}
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
-			return 1
-		}
-		if upTo = info.State.LastSeq; upTo == 0 || info.State.Msgs == 0 {
-			return 0
-		}
-	}
-	cons, err := st.JetStream().OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + *filter},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   ptr(time.Now().Add(-*since)),
-	})
+	err = readStream(ctx, st.JetStream(), kv.EventsStream(st.Namespace()), kv.EventsSubject(st.Namespace())+"."+*filter, *since, *follow, print)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
+		fmt.Fprintf(stderr, "coordinator events: %v\n", err)
 		return 1
 	}
-	if !*follow {
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		info, err := cons.Info(ictx)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
-			return 1
-		}
-		if info.NumPending == 0 {
-			return 0 // nothing matches
-		}
-	}
-	for {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(fctx))
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return 0
-			}
-			if !*follow {
-				fmt.Fprintf(stderr, "coordinator events: stream %s stopped answering before its end: %v\n", stream, err)
-				return 1
-			}
-			continue
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			fmt.Fprintf(stderr, "coordinator events: %v\n", err)
-			return 1
-		}
-		if upTo != 0 && meta.Sequence.Stream > upTo {
-			return 0 // newer than the start of this command
-		}
-		if *asJSON {
-			fmt.Fprintln(stdout, string(msg.Data()))
-		} else {
-			var ev ownership.Event
-			if json.Unmarshal(msg.Data(), &ev) != nil {
-				fmt.Fprintf(stdout, "%s (not an event: %q)\n", msg.Subject(), msg.Data())
-			} else {
-				fmt.Fprintln(stdout, formatEvent(ev))
-			}
-		}
-		if upTo != 0 && (meta.Sequence.Stream >= upTo || meta.NumPending == 0) {
-			return 0
-		}
-	}
+	return 0
 }
 
 func formatEvent(ev ownership.Event) string {

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,89 +16,89 @@ import (
 var getenv = os.Getenv
 
 func releaseCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("release", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("release", "[flags] WORKER", "Ask the node that owns WORKER to hand it over: it stops the worker and releases the claim; another node (its preferred one) claims it.", stdout, stderr)
 	var conn natsFlags
-	conn.register(fs, defaultCLIURL())
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	conn.register(fs.FlagSet, defaultCLIURL())
+	asJSON := fs.Bool("json", false, `print {"ok","worker","node","info"} or {"ok":false,"error"} as JSON`)
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: coordinator release [flags] WORKER")
-		return 2
+		return fs.usageError("WORKER is required")
 	}
 	worker := pos[0]
+	fail := func(err error) int { return cliFail(stdout, stderr, "release", *asJSON, err) }
 	nc, st, err := cliConnect(&conn)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	owner, err := ownership.LookupIn(ctx, st.Workers, worker)
 	if errors.Is(err, ownership.ErrNotOwned) {
-		fmt.Fprintf(stderr, "coordinator release: worker %q has no owner right now\n", worker)
-		return 1
+		return fail(fmt.Errorf("worker %q has no owner right now", worker))
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	r, err := ctlCall(nc, ctlSubject(st.Namespace(), owner.Node, "release"), ctlRequest{Worker: worker}, 40*time.Second)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator release: %v\n", err)
-		return 1
+		return fail(err)
+	}
+	if *asJSON {
+		printJSON(stdout, map[string]any{"ok": true, "worker": worker, "node": owner.Node, "info": r.Info})
+		return 0
 	}
 	fmt.Fprintln(stdout, r.Info)
 	return 0
 }
 
 func drainCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("drain", "[--undo] [flags] NODE", "Make NODE hand over all its workers and claim none until undrained (--undo).", stdout, stderr)
 	var conn natsFlags
-	conn.register(fs, defaultCLIURL())
+	conn.register(fs.FlagSet, defaultCLIURL())
 	undo := fs.Bool("undo", false, "stop draining: the node claims workers again")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	asJSON := fs.Bool("json", false, `print {"ok","node","draining","info"} or {"ok":false,"error"} as JSON`)
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: coordinator drain [--undo] [flags] NODE")
-		return 2
+		return fs.usageError("NODE is required")
 	}
+	fail := func(err error) int { return cliFail(stdout, stderr, "drain", *asJSON, err) }
 	nc, st, err := cliConnect(&conn)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator drain: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	defer nc.Close()
 	on := !*undo
 	r, err := ctlCall(nc, ctlSubject(st.Namespace(), pos[0], "drain"), ctlRequest{Drain: &on}, 10*time.Second)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator drain: %v\n", err)
-		return 1
+		return fail(err)
+	}
+	if *asJSON {
+		printJSON(stdout, map[string]any{"ok": true, "node": pos[0], "draining": on, "info": r.Info})
+		return 0
 	}
 	fmt.Fprintln(stdout, r.Info)
 	return 0
 }
 
 func checkCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("check", "--config FILE  (or: check FILE)", "Validate a config file: list every problem with its line and the fix, exit 1 if there is one.", stdout, stderr)
 	path := fs.String("config", "", "config file to validate")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
 	if *path == "" && len(pos) == 1 {
 		*path = pos[0]
 	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "usage: coordinator check --config FILE")
-		return 2
+	if *path == "" || len(pos) > 1 {
+		return fs.usageError("one config file is required")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -110,18 +110,17 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func callCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("call", "[flags] WORKER REQUEST", "Send REQUEST (or stdin, with '-') to WORKER wherever it runs and print the reply.", stdout, stderr)
 	var conn natsFlags
-	conn.register(fs, defaultCLIURL())
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to keep trying while no node owns the worker")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	conn.register(fs.FlagSet, defaultCLIURL())
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the reply, also while no node owns the worker (the owner gets this deadline)")
+	asJSON := fs.Bool("json", false, `print {"ok","worker","node","token","reply"} or {"ok":false,"error"} as JSON`)
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
 	if len(pos) != 2 {
-		fmt.Fprintln(stderr, "usage: coordinator call [flags] WORKER REQUEST   (REQUEST '-' reads stdin)")
-		return 2
+		return fs.usageError("WORKER and REQUEST are required")
 	}
 	req := []byte(pos[1])
 	if pos[1] == "-" {
@@ -131,20 +130,37 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	fail := func(err error) int { return cliFail(stdout, stderr, "call", *asJSON, err) }
 	nc, err := connectOnce(conn.toConfig())
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator call: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), pos[0], req)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator call: %v\n", err)
-		return 1
+		return fail(err)
+	}
+	if *asJSON {
+		out := map[string]any{"ok": true, "worker": pos[0], "node": r.Node, "token": r.Token, "reply": string(r.Data)}
+		if json.Valid(r.Data) && len(r.Data) > 0 {
+			out["reply"] = json.RawMessage(r.Data)
+		}
+		printJSON(stdout, out)
+		return 0
 	}
 	fmt.Fprintf(stderr, "answered by %s (token %d)\n", r.Node, r.Token)
 	_, _ = stdout.Write(r.Data)
 	return 0
+}
+
+// cliFail reports err for command name: as JSON {"ok":false,"error"} on stdout when asJSON,
+// and always on stderr; it returns 1.
+func cliFail(stdout, stderr io.Writer, name string, asJSON bool, err error) int {
+	if asJSON {
+		printJSON(stdout, map[string]any{"ok": false, "error": err.Error()})
+	}
+	fmt.Fprintf(stderr, "coordinator %s: %v\n", name, err)
+	return 1
 }

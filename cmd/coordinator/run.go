@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,6 +28,7 @@ import (
 
 // runFlags are the daemon's flags; each one set on the command line overrides the file.
 type runFlags struct {
+	cmd      *cmdline
 	fs       *flag.FlagSet
 	cfgPath  string
 	name     string
@@ -54,10 +57,11 @@ type securityFlags struct {
 	insecure               bool
 }
 
-func newRunFlags(stderr io.Writer) *runFlags {
-	f := &runFlags{fs: flag.NewFlagSet("run", flag.ContinueOnError)}
+func newRunFlags(stdout, stderr io.Writer) *runFlags {
+	c := newCmd("run", "[--config FILE] [flags]", "Run the daemon: a node that claims, runs and hands over workers and cron jobs.\n"+
+		"Defaults < COORD_* environment < the config file < flags.", stdout, stderr)
+	f := &runFlags{cmd: c, fs: c.FlagSet}
 	fs := f.fs
-	fs.SetOutput(stderr)
 	fs.StringVar(&f.cfgPath, "config", "", "YAML config file (workers, jobs, cluster settings)")
 	fs.StringVar(&f.name, "name", "", "node name (default: host name); also the embedded server's name")
 	fs.StringVar(&f.data, "data", "", "embedded JetStream store directory (default ./data)")
@@ -187,13 +191,13 @@ func (f *runFlags) loadConfig() (config.File, error) {
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	f := newRunFlags(stderr)
-	if err := f.fs.Parse(args); err != nil {
-		return 2
+	f := newRunFlags(stdout, stderr)
+	pos, code := f.cmd.parse(args)
+	if code >= 0 {
+		return code
 	}
-	if f.fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "coordinator run: unexpected argument %q (flags only; see 'coordinator run -h')\n", f.fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return f.cmd.usageError(fmt.Sprintf("unexpected argument %q (flags only)", pos[0]))
 	}
 	cfg, err := f.loadConfig()
 	if err != nil {
@@ -205,7 +209,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coordinator: %v\n", err)
 		return 2
 	}
-	d := &daemon{flags: f, cfg: cfg, log: log}
+	d := &daemon{flags: f, cfg: cfg, log: log, stopping: make(chan struct{})}
 	if err := d.run(); err != nil {
 		log.Error("coordinator stopped", "err", err)
 		return 1
@@ -227,7 +231,9 @@ type daemon struct {
 	http    *httpServer
 	ctl     *control
 	runtime *ownership.Runtime
-	unserve func() // stops answering runtime requests
+	// stopping is closed when shutdown begins: control requests that wait give up.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	mu      sync.Mutex
 	workers map[string]config.Worker // registered supervised commands, by name
@@ -372,7 +378,7 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	info := ownership.NodeInfo{Version: Version, Weight: cfg.Node.Weight}
 	if d.srv != nil {
-		info.Addresses = append(info.Addresses, d.srv.ClientURL())
+		info.Addresses = advertisedURLs(d.srv.ClientURL(), cfg.Node.Listen, net.InterfaceAddrs)
 	}
 	opts := []ownership.Option{ownership.WithLogger(d.log), ownership.WithMetrics(d.metrics), ownership.WithNodeInfo(info)}
 	if d.srv != nil {
@@ -383,6 +389,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.engine = engine
+	engine.SetRuntime(d.runtime)
 	d.liveEngine.Store(engine)
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
@@ -398,9 +405,6 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.ctl = ctl
-	if d.unserve, err = d.runtime.Serve(d.nc, cfg.Namespace, cfg.Node.Name, engine.Incarnation()); err != nil {
-		return err
-	}
 	jr, err := startJobs(ctx, d, cfg.Jobs)
 	if err != nil {
 		return err
@@ -434,6 +438,11 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 		st, err := kv.Open(actx, d.nc, kv.Options{Namespace: d.cfg.Namespace, Replicas: r,
 			Domain: d.cfg.NATS.Domain, APIPrefix: d.cfg.NATS.APIPrefix})
 		cancel()
+		if err == nil {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = ensureLogsStream(actx, st.JetStream(), d.cfg.Namespace, r)
+			cancel()
+		}
 		if err == nil {
 			d.store = st
 			d.liveStore.Store(st)
@@ -500,7 +509,7 @@ func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
 			StopSignal: syscall.Signal(w.StopSignal),
 			StopGrace:  time.Duration(w.StopGrace),
 			FenceGrace: d.engine.Config().FenceGrace,
-			Logger:     d.log,
+			Logger:     d.outputLogger("worker", w.Name, lease.Token()),
 		}
 		err := supervise.Run(ctx, spec, lease)
 		if errors.Is(err, supervise.ErrFenced) {
@@ -524,6 +533,7 @@ func envList(m map[string]string) []string {
 // shutdown stops everything in order: jobs and workers (releasing claims), the control and
 // HTTP endpoints, the connection, the embedded server.
 func (d *daemon) shutdown() {
+	d.stoppingOnce.Do(func() { close(d.stopping) })
 	if d.jobs != nil {
 		d.jobs.close()
 	}
@@ -533,9 +543,7 @@ func (d *daemon) shutdown() {
 	if d.ctl != nil {
 		d.ctl.close()
 	}
-	if d.unserve != nil {
-		d.unserve()
-	}
+
 	if d.http != nil {
 		d.http.close()
 	}
@@ -547,4 +555,38 @@ func (d *daemon) shutdown() {
 		d.srv.Shutdown()
 	}
 	d.log.Info("coordinator stopped")
+}
+
+// advertisedURLs is where other machines reach this node's embedded server. A server
+// listening on every interface (0.0.0.0, ::) is dialled on 127.0.0.1 locally, which says
+// nothing to an operator looking at a cluster: advertise the non-loopback interface
+// addresses instead (what nats-server itself announces to clients).
+func advertisedURLs(clientURL, listen string, ifaddrs func() ([]net.Addr, error)) []string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || (host != "" && !net.ParseIP(host).IsUnspecified()) {
+		return []string{clientURL}
+	}
+	u, err := url.Parse(clientURL)
+	if err != nil {
+		return []string{clientURL}
+	}
+	addrs, err := ifaddrs()
+	if err != nil {
+		return []string{clientURL}
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if ipn.IP.To4() == nil && net.ParseIP(host).To4() != nil {
+			continue // listening on 0.0.0.0: IPv4 only
+		}
+		out = append(out, (&url.URL{Scheme: u.Scheme, Host: net.JoinHostPort(ipn.IP.String(), u.Port())}).String())
+	}
+	if len(out) == 0 {
+		return []string{clientURL}
+	}
+	return out
 }

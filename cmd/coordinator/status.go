@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -28,13 +27,16 @@ func collectStatus(ctx context.Context, st *kv.Store) (Status, error) {
 func isConflict(err error) bool { return errors.Is(err, kv.ErrConflict) }
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("status", "[flags]", "Show every claimed worker — owner, token, what it is doing (state, restarts, last exit) — and the live nodes.", stdout, stderr)
 	var conn natsFlags
-	conn.register(fs, defaultCLIURL())
+	conn.register(fs.FlagSet, defaultCLIURL())
 	asJSON := fs.Bool("json", false, "print JSON (the shape of the Status type; stable for scripts)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		return fs.usageError(fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
 	nc, st, err := cliConnect(&conn)
 	if err != nil {

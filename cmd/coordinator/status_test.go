@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -134,4 +135,29 @@ func getJSON(url string, v any) error {
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// A node listening on every interface advertises its interface addresses, not 127.0.0.1.
+func TestAdvertisedURLs(t *testing.T) {
+	ifs := func() ([]net.Addr, error) {
+		return []net.Addr{
+			&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+			&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(24, 32)},
+			&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
+			&net.IPNet{IP: net.ParseIP("2001:db8::5"), Mask: net.CIDRMask(64, 128)},
+		}, nil
+	}
+	for _, c := range []struct {
+		listen string
+		want   string
+	}{
+		{"127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"0.0.0.0:4222", "nats://10.1.2.3:4222"},
+		{"[::]:4222", "nats://10.1.2.3:4222,nats://[2001:db8::5]:4222"},
+		{"10.9.9.9:4222", "nats://127.0.0.1:4222"}, // a specific address: what the server says
+	} {
+		if got := strings.Join(advertisedURLs("nats://127.0.0.1:4222", c.listen, ifs), ","); got != c.want {
+			t.Errorf("listen %s: %s, want %s", c.listen, got, c.want)
+		}
+	}
 }

@@ -28,7 +28,7 @@ func TestTTLFlagKeepsFileTimings(t *testing.T) {
 	}
 	load := func(t *testing.T, args ...string) (config.Timing, error) {
 		t.Helper()
-		f := newRunFlags(io.Discard)
+		f := newRunFlags(io.Discard, io.Discard)
 		if err := f.fs.Parse(append([]string{"--config", path}, args...)); err != nil {
 			t.Fatal(err)
 		}
