@@ -37,14 +37,9 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 	defer nc.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stream := kv.EventsStream(st.Namespace())
-	cons, err := st.JetStream().OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + *filter},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   ptr(time.Now().Add(-*since)),
-	})
+	cons, err := eventConsumer(ctx, st, *filter, 0, *since)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator events: reading stream %s: %v\n", stream, err)
+		fmt.Fprintf(stderr, "coordinator events: %v\n", err)
 		return 1
 	}
 	for {
@@ -72,6 +67,25 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, formatEvent(ev))
 	}
+}
+
+// eventConsumer reads the events stream below filter ('>' for all): after stream sequence
+// after, or when after is 0 from since ago. The CLI and the status page both use it.
+func eventConsumer(ctx context.Context, st *kv.Store, filter string, after uint64, since time.Duration) (jetstream.Consumer, error) {
+	stream := kv.EventsStream(st.Namespace())
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + filter},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   ptr(time.Now().Add(-since)),
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, after+1
+	}
+	cons, err := st.JetStream().OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s: %w", stream, err)
+	}
+	return cons, nil
 }
 
 func formatEvent(ev ownership.Event) string {

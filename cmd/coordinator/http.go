@@ -100,6 +100,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 		return nil, fmt.Errorf("--http %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/", d.statusPage())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if e := d.liveEngine.Load(); e == nil || !e.Ready() {
