@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetcoord/coordinator/kv"
 	"github.com/jetcoord/coordinator/ownership"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func eventsCmd(args []string, stdout, stderr io.Writer) int {
@@ -57,6 +58,25 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// eventConsumer reads the events stream below filter ('>' for all): after stream sequence
+// after, or when after is 0 from since ago. The CLI and the status page both use it.
+func eventConsumer(ctx context.Context, st *kv.Store, filter string, after uint64, since time.Duration) (jetstream.Consumer, error) {
+	stream := kv.EventsStream(st.Namespace())
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + filter},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   ptr(time.Now().Add(-since)),
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, after+1
+	}
+	cons, err := st.JetStream().OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s: %w", stream, err)
+	}
+	return cons, nil
 }
 
 func formatEvent(ev ownership.Event) string {

@@ -160,6 +160,8 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 		})
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/", d.statusPage())
+	registerStateMetrics(d)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if e := d.liveEngine.Load(); e == nil || !e.Ready() {

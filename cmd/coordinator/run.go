@@ -242,6 +242,7 @@ type daemon struct {
 	// For the HTTP handlers, which serve before the store and engine exist.
 	liveEngine atomic.Pointer[ownership.Engine]
 	liveStore  atomic.Pointer[kv.Store]
+	liveJobs   atomic.Pointer[jobRunner]
 }
 
 func (d *daemon) ownershipConfig() ownership.Config {
@@ -410,6 +411,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.jobs = jr
+	d.liveJobs.Store(jr)
 	return nil
 }
 
