@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -23,15 +22,16 @@ import (
 // cert-manager names them (ca.crt, tls.crt, tls.key), so that TLS needs no openssl. Files
 // that exist are kept: running it again is safe.
 func certsCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCmd("certs", "--dir DIR [--hosts localhost,127.0.0.1] [--days 365]",
+		"Make a CA (unless DIR holds one) and a TLS certificate signed by it for the embedded servers.", stdout, stderr)
 	dir := fs.String("dir", "", "directory for ca.crt, ca.key, tls.crt and tls.key (required)")
 	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma separated DNS names and IPs the certificate is valid for")
 	days := fs.Int("days", 365, "validity in days")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
-	if *dir == "" || fs.NArg() > 0 {
+	if *dir == "" || len(pos) > 0 {
 		fmt.Fprintln(stderr, "usage: coordinator certs --dir DIR [--hosts localhost,127.0.0.1] [--days 365]")
 		return 2
 	}
