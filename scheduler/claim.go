@@ -171,7 +171,7 @@ func (j *job) writeRecord(ctx context.Context, key string, rec Run, prevRev uint
 			return 0, err
 		}
 		gctx, cancel := j.opCtx(ctx)
-		e, gerr := j.s.bucket.Get(gctx, key)
+		e, gerr := j.readDecisive(gctx, key)
 		cancel()
 		switch {
 		case gerr == nil:
@@ -198,7 +198,7 @@ func (j *job) writeRecord(ctx context.Context, key string, rec Run, prevRev uint
 // WithRetryLost, claimed again with the next attempt.
 func (j *job) checkGone(key string) error {
 	ctx, cancel := j.opCtx(j.ctx)
-	e, err := j.s.bucket.Get(ctx, key)
+	e, err := j.readDecisive(ctx, key)
 	cancel()
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil
@@ -215,7 +215,7 @@ func (j *job) checkGone(key string) error {
 		// The record was read before the lease: a newer attempt would have created its lease
 		// before changing the record, so the update below fails if one began.
 		ctx, cancel := j.opCtx(j.ctx)
-		_, err := j.s.bucket.Get(ctx, leaseKeyOf(key))
+		_, err := j.readDecisive(ctx, leaseKeyOf(key))
 		cancel()
 		if err == nil {
 			return nil // a live lease: the run (or a new attempt) is going

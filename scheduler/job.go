@@ -17,7 +17,19 @@ type leaseView struct {
 	rev       uint64
 	rec       leaseRecord
 	malformed bool
-	confirmed bool // seen since the current watch began
+	confirmed bool      // seen since the current watch began
+	seenAt    time.Time // local (monotonic) time this revision was seen
+}
+
+// goneLease is a tick whose run lease went away without its holder releasing it: the
+// sweeper checks it, and Skip and Replace count it as possibly running, only once this
+// node's own clock says a lease TTL has passed since the last revision it saw (notBefore).
+// An expiry marker, a delete or a purge by anyone else starts or keeps that timer; it
+// never skips it: the stream leader's clock may run ahead, an operator may delete a live
+// lease.
+type goneLease struct {
+	key       string
+	notBefore time.Time
 }
 
 // job is one added job on this node: its tick loop, its watcher of run leases, the sweeper
@@ -44,7 +56,7 @@ type job struct {
 	leases   map[string]leaseView // by tick key: live leases seen by the watcher
 	runs     map[string]*run      // this node's runs, by tick key
 	changed  chan struct{}        // closed and replaced whenever leases or runs change
-	gone     []string             // tick keys whose lease went away: to check for a lost run
+	gone     []goneLease          // ticks whose lease went away: to check for a lost run, in order of notBefore
 
 	catchUpFrom time.Time // the earliest tick a requested catch-up pass starts after
 	lastHandled time.Time // the latest tick the tick loop claimed or found claimed
@@ -163,7 +175,7 @@ func (j *job) main() {
 	var last *Run
 	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
 		ctx, cancel := j.opCtx(j.ctx)
-		e, err := j.s.bucket.Get(ctx, lastKey(j.name))
+		e, err := j.readDecisive(ctx, lastKey(j.name))
 		cancel()
 		if err == nil {
 			r, derr := decodeRun(e.Key, e.Value)
@@ -189,11 +201,11 @@ func (j *job) main() {
 		j.requestCatchUp(last.Tick)
 		if !finalState(last.State) {
 			// After an outage longer than the bucket's marker TTL no expiry marker is left
-			// to show that its lease is gone: check it now.
+			// to show that its lease is gone. This node saw no revision of it: it times a
+			// lease TTL from now.
 			j.mu.Lock()
-			j.gone = append(j.gone, tickKey(j.name, last.Tick, last.Manual))
+			j.addGoneLocked(tickKey(j.name, last.Tick, last.Manual), j.clock().Add(j.leaseTTL(leaseRecord{})))
 			j.mu.Unlock()
-			kick(j.goneKick)
 		}
 	}
 	j.goFunc(j.catchUpLoop)
@@ -337,7 +349,7 @@ func (j *job) resynced(first bool) {
 	for k, v := range j.leases {
 		if !v.confirmed {
 			delete(j.leases, k)
-			j.gone = append(j.gone, k)
+			j.leaseWentLocked(k, v, true)
 		}
 	}
 	j.notifyLocked()
@@ -361,7 +373,7 @@ func (j *job) apply(c kv.Change) {
 	prev, had := j.leases[key]
 	r := j.runs[key]
 	if c.Op == kv.OpPut {
-		v := leaseView{rev: c.Revision, confirmed: true}
+		v := leaseView{rev: c.Revision, confirmed: true, seenAt: j.clock()}
 		rec, err := decodeLease(c.Key, c.Value)
 		if err != nil {
 			j.log.Warn("run lease is not a valid record; treating it as a run by an unknown node", "key", c.Key, "err", err)
@@ -379,10 +391,7 @@ func (j *job) apply(c kv.Change) {
 		}
 	} else {
 		delete(j.leases, key)
-		if !had || prev.malformed || prev.rec.State != leaseDone {
-			j.gone = append(j.gone, key)
-			kick(j.goneKick)
-		}
+		j.leaseWentLocked(key, prev, had)
 		lost = r
 	}
 	j.notifyLocked()
@@ -395,6 +404,64 @@ func (j *job) apply(c kv.Change) {
 	case stopReason != "":
 		r.replaced(stopReason)
 	}
+}
+
+// leaseTTL is how long after its last revision a lease may still be renewed by its
+// holder: the longer of the TTL it carries and this node's.
+func (j *job) leaseTTL(rec leaseRecord) time.Duration {
+	return max(time.Duration(rec.TTL), j.s.timing.TTL)
+}
+
+// leaseWentLocked records that the lease of tick key went away (a delete, purge or expiry
+// marker, or missing after a watch gap); prev is what this node saw of it last, if had. A
+// lease its holder released ("done", "lost") means its run ended: nothing to wait for. Any
+// other is timed on this node's clock from the last revision seen. j.mu must be held.
+func (j *job) leaseWentLocked(key string, prev leaseView, had bool) {
+	now := j.clock()
+	switch {
+	case had && !prev.malformed && prev.rec.State == leaseDone:
+		return
+	case had && !prev.malformed && prev.rec.State == leaseLost:
+		j.addGoneLocked(key, now) // recorded lost by its own node: retry at once
+	case had:
+		j.addGoneLocked(key, prev.seenAt.Add(j.leaseTTL(prev.rec)))
+	default:
+		j.addGoneLocked(key, now.Add(j.leaseTTL(leaseRecord{})))
+	}
+}
+
+// addGoneLocked queues tick key for the sweeper at notBefore. j.mu must be held.
+func (j *job) addGoneLocked(key string, notBefore time.Time) {
+	for i, g := range j.gone {
+		if g.key == key {
+			if notBefore.After(g.notBefore) {
+				j.gone[i].notBefore = notBefore
+			}
+			j.sortGoneLocked()
+			kick(j.goneKick)
+			return
+		}
+	}
+	j.gone = append(j.gone, goneLease{key: key, notBefore: notBefore})
+	j.sortGoneLocked()
+	kick(j.goneKick)
+}
+
+func (j *job) sortGoneLocked() {
+	sort.SliceStable(j.gone, func(a, b int) bool { return j.gone[a].notBefore.Before(j.gone[b].notBefore) })
+}
+
+// fadingLocked names a tick other than key whose lease went away without a release less
+// than a lease TTL ago by this node's clock: its run may still be going. j.mu must be held.
+func (j *job) fadingLocked(key string, now time.Time) (string, time.Time) {
+	for _, g := range j.gone {
+		if g.key != key && now.Before(g.notBefore) {
+			if _, live := j.leases[g.key]; !live {
+				return g.key, g.notBefore
+			}
+		}
+	}
+	return "", time.Time{}
 }
 
 // runningOther names a run of the job other than tick key that is going on any node, or
@@ -412,6 +479,9 @@ func (j *job) runningOther(key string) string {
 		if k != key && !v.malformed && v.rec.State == leaseRunning {
 			return k + " on " + v.rec.Node
 		}
+	}
+	if k, _ := j.fadingLocked(key, j.clock()); k != "" {
+		return k + " (its lease went away less than a lease TTL ago)"
 	}
 	return ""
 }
@@ -431,18 +501,17 @@ func (j *job) activeRuns() []ActiveRun {
 	return out
 }
 
-// sweep checks, one after the other, the ticks whose lease went away: a run that was
-// still claimed or running is lost.
+// sweep checks, one after the other and each once its time has come, the ticks whose lease
+// went away: a run that was still claimed or running is lost.
 func (j *job) sweep() {
 	for {
 		j.mu.Lock()
-		var key string
+		var g goneLease
 		if len(j.gone) > 0 {
-			key = j.gone[0]
-			j.gone = j.gone[1:]
+			g = j.gone[0]
 		}
 		j.mu.Unlock()
-		if key == "" {
+		if g.key == "" {
 			select {
 			case <-j.ctx.Done():
 				return
@@ -450,12 +519,30 @@ func (j *job) sweep() {
 				continue
 			}
 		}
+		if wait := g.notBefore.Sub(j.clock()); wait > 0 {
+			t := j.s.opts.clock.NewTimer(wait)
+			select {
+			case <-j.ctx.Done():
+				t.Stop()
+				return
+			case <-j.goneKick: // an earlier one may have come in
+			case <-t.C():
+			}
+			t.Stop()
+			continue
+		}
+		j.mu.Lock()
+		if len(j.gone) > 0 && j.gone[0].key == g.key {
+			j.gone = j.gone[1:]
+		}
+		j.notifyLocked() // Skip and Replace no longer count it
+		j.mu.Unlock()
 		for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-			err := j.checkGone(key)
+			err := j.checkGone(g.key)
 			if err == nil || j.ctx.Err() != nil {
 				break
 			}
-			j.log.Debug("cannot check a run whose lease went away; retrying", "tick", key, "err", err)
+			j.log.Debug("cannot check a run whose lease went away; retrying", "tick", g.key, "err", err)
 			if !j.sleep(j.ctx, backoff) {
 				return
 			}

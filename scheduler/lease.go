@@ -61,7 +61,7 @@ func (l *runLease) create(ctx context.Context, onLost func(error)) error {
 			return err
 		}
 		gctx, cancel := j.opCtx(ctx)
-		e, gerr := j.s.bucket.Get(gctx, l.key)
+		e, gerr := j.readDecisive(gctx, l.key)
 		cancel()
 		if gerr == nil {
 			if cur, derr := decodeLease(l.key, e.Value); derr == nil && cur.Claim == l.rec.Claim {
@@ -138,7 +138,7 @@ func (l *runLease) writeAt(ctx context.Context, rev uint64, mutate func(*leaseRe
 			break
 		}
 		gctx, cancel := j.opCtx(ctx)
-		e, gerr := j.s.bucket.Get(gctx, l.key)
+		e, gerr := j.readDecisive(gctx, l.key)
 		cancel()
 		if errors.Is(gerr, kv.ErrNotFound) {
 			err = fmt.Errorf("%w: %s is gone", lease.ErrLost, l.key)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetcoord/coordinator/internal/tzdata"
 	"github.com/jetcoord/coordinator/lease"
 	"github.com/jetcoord/coordinator/ownership"
 )
@@ -243,7 +244,8 @@ type JobOption func(*jobOptions) *inputError
 
 // WithTimeZone sets the zone the schedule is read in: a *time.Location or an IANA name such
 // as "Europe/Berlin". Default UTC. time.Local and "Local" are refused: every node must
-// compute the same ticks.
+// compute the same ticks. A name is looked up in the IANA database embedded in the binary
+// (internal/tzdata), never in the machine's, which may be another release or missing.
 func WithTimeZone[T *time.Location | string](tz T) JobOption {
 	return func(o *jobOptions) *inputError {
 		switch v := any(tz).(type) {
@@ -259,7 +261,7 @@ func WithTimeZone[T *time.Location | string](tz T) JobOption {
 			if v == "" || v == "Local" {
 				return invalid(ErrInvalidTimeZone, "time zone %q: name the zone, e.g. Europe/Berlin, or use UTC (the machine's zone may differ between nodes)", v)
 			}
-			loc, err := time.LoadLocation(v)
+			loc, err := tzdata.Load(v) // the embedded database, never the machine's: same ticks on every node
 			if err != nil {
 				return &inputError{kind: ErrInvalidTimeZone, msg: fmt.Sprintf("unknown time zone %q: use an IANA name such as UTC, Europe/Berlin or America/New_York", v), cause: err}
 			}

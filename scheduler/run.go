@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetcoord/coordinator/kv"
+	"github.com/jetcoord/coordinator/lease"
 )
 
 // run is one attempt of a tick on this node, from its claim to its final record.
@@ -190,16 +191,21 @@ func (r *run) forget() {
 }
 
 // replaceOthers asks every other run of the job to stop — through its lease, which its
-// node watches and renews — and waits until they ended or, at most, a lease TTL: by then
-// a run whose node does not answer has lost its lease.
+// node watches and renews — and waits until each is known to have stopped: a local run has
+// returned; a remote run's lease was released by its node, or went away and this node's
+// own clock says a lease TTL has passed since the last revision of it seen here. A run
+// whose node keeps renewing its lease while it stops is waited for as long as it takes,
+// and a run whose node is cut off for at most a lease TTL: two runs never overlap.
 func (r *run) replaceOthers() {
 	j := r.j
 	reason := fmt.Sprintf("replaced by %s (token %d) on %s", r.key, r.rec.Token, j.s.node)
-	deadline := j.clock().Add(j.s.timing.TTL)
 	asked := map[string]bool{}
+	waitingSince := j.clock()
+	warned := false
 	for {
 		var remote []string
 		var local []*run
+		now := j.clock()
 		j.mu.Lock()
 		for k, o := range j.runs {
 			if k != r.key {
@@ -211,9 +217,10 @@ func (r *run) replaceOthers() {
 				remote = append(remote, k)
 			}
 		}
+		fading, until := j.fadingLocked(r.key, now)
 		changed := j.changed
 		j.mu.Unlock()
-		if len(remote)+len(local) == 0 {
+		if len(remote)+len(local) == 0 && fading == "" {
 			return
 		}
 		for _, o := range local {
@@ -225,18 +232,25 @@ func (r *run) replaceOthers() {
 				j.requestStop(r.ctx, k, reason)
 			}
 		}
-		left := deadline.Sub(j.clock())
-		if left <= 0 {
-			j.log.Warn("earlier runs did not stop within a lease TTL; starting anyway", "tick", r.key, "runs", remote)
-			return
+		if !warned && now.Sub(waitingSince) > j.s.timing.TTL {
+			warned = true
+			j.log.Warn("earlier runs are still stopping; the new run waits for them", "tick", r.key,
+				"runs", append(remote, fading), "local", len(local))
 		}
-		t := j.s.opts.clock.NewTimer(left)
+		var timeout <-chan time.Time
+		var t lease.Timer
+		if fading != "" {
+			t = j.s.opts.clock.NewTimer(until.Sub(now))
+			timeout = t.C()
+		}
 		select {
 		case <-r.ctx.Done():
 		case <-changed:
-		case <-t.C():
+		case <-timeout:
 		}
-		t.Stop()
+		if t != nil {
+			t.Stop()
+		}
 		if r.ctx.Err() != nil {
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetcoord/coordinator/internal/tzdata"
 	"github.com/jetcoord/coordinator/lease"
 	"github.com/jetcoord/coordinator/scheduler"
 )
@@ -446,7 +447,8 @@ func (v *validator) timezone(p, name, tz string) {
 		v.add(p+".timezone", "%s: timezone Local is the machine's zone, which may differ between nodes — name the zone, e.g. Europe/Berlin, or use UTC", subject(p, name))
 		return
 	}
-	if _, err := time.LoadLocation(tz); err != nil {
+	if _, err := tzdata.Load(tz); err != nil { // as the scheduler loads it: the embedded database
+
 		v.add(p+".timezone", "%s: unknown timezone %q — use an IANA name such as UTC, Europe/Berlin or America/New_York", subject(p, name), tz)
 	}
 }
