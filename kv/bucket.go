@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -15,6 +16,7 @@ import (
 type Bucket struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
+	nc   *nats.Conn
 	name string
 	// keyPrefix is the subject prefix a key is written under, as nats.go's KeyValue.Put
 	// builds it: $KV.<bucket>. behind the API prefix of a domain or imported API.
@@ -39,6 +41,15 @@ func keyPrefix(js jetstream.JetStream, bucket string) string {
 	return pre + "$KV." + bucket + "."
 }
 
+// apiPrefix is the JetStream API prefix requests go to: $JS.API., or that of a domain or an
+// imported API.
+func apiPrefix(js jetstream.JetStream) string {
+	if p := js.Options().APIPrefix; p != "" {
+		return strings.TrimSuffix(p, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
 // Entry is the latest value of a key.
 type Entry struct {
 	Key      string
@@ -59,14 +70,110 @@ func serverTTL(ttl time.Duration) time.Duration {
 	return time.Duration(math.Ceil(ttl.Seconds())) * time.Second
 }
 
-// Get returns the live entry of key. It returns ErrNotFound when the key was never written,
-// was deleted or has expired, and ErrUnavailable when JetStream did not answer.
+// Get returns the live entry of key, as the stream leader has it. It returns ErrNotFound
+// when the key was never written, was deleted or has expired, ErrBucketNotFound when the
+// bucket is gone, and ErrUnavailable when JetStream did not answer.
+//
+// KV buckets allow direct gets, which any replica answers, a lagging follower included.
+// Every read of this package decides something — whether a write of ours landed, which
+// checkpoint the next owner starts from — so it asks the leader (STREAM.MSG.GET) instead.
 func (b *Bucket) Get(ctx context.Context, key string) (Entry, error) {
-	e, err := b.kv.Get(ctx, key)
+	m, err := b.lastMsg(ctx, key)
 	if err != nil {
 		return Entry{}, translate("get", key, err)
 	}
-	return Entry{Key: key, Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+	if op := opOf(m.Header); op != OpPut {
+		return Entry{}, translate("get", key, jetstream.ErrKeyDeleted)
+	}
+	return Entry{Key: key, Value: m.Data, Revision: m.Sequence, Created: m.Time}, nil
+}
+
+// Latest returns the last change the stream leader keeps for key, markers included: an
+// OpPut with its value, an OpDelete with the delete's body (see Release), an OpExpire for
+// a purge or the server's expiry marker. It returns ErrNotFound when nothing is kept for
+// key (never written, or its markers have gone), and otherwise errors as Get.
+func (b *Bucket) Latest(ctx context.Context, key string) (Change, error) {
+	m, err := b.lastMsg(ctx, key)
+	if err != nil {
+		return Change{}, translate("get", key, err)
+	}
+	c := Change{Key: key, Revision: m.Sequence, Op: opOf(m.Header), Created: m.Time}
+	if c.Op != OpExpire {
+		c.Value = m.Data
+	}
+	return c, nil
+}
+
+// leaderMsg is a message as STREAM.MSG.GET returns it.
+type leaderMsg struct {
+	Sequence uint64
+	Header   nats.Header
+	Data     []byte
+	Time     time.Time
+}
+
+func (b *Bucket) lastMsg(ctx context.Context, key string) (leaderMsg, error) {
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{"$KV." + b.name + "." + key})
+	if err != nil {
+		return leaderMsg{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	reply, err := b.nc.RequestWithContext(ctx, apiPrefix(b.js)+"STREAM.MSG.GET.KV_"+b.name, req)
+	if err != nil {
+		return leaderMsg{}, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Sequence uint64    `json:"seq"`
+			Header   []byte    `json:"hdrs"`
+			Data     []byte    `json:"data"`
+			Time     time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return leaderMsg{}, fmt.Errorf("decoding the leader's answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return leaderMsg{}, jetstream.ErrKeyNotFound
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+		return leaderMsg{}, jetstream.ErrBucketNotFound
+	case resp.Error != nil:
+		return leaderMsg{}, resp.Error
+	case resp.Message == nil:
+		return leaderMsg{}, jetstream.ErrInvalidJetStreamResponse
+	}
+	m := leaderMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
+	if len(resp.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return leaderMsg{}, fmt.Errorf("decoding headers: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// opOf reads what a stored message did to its key, as nats.go's KV does.
+func opOf(h nats.Header) Op {
+	switch h.Get("KV-Operation") {
+	case "DEL":
+		return OpDelete
+	case "PURGE":
+		return OpExpire
+	}
+	switch h.Get(jetstream.MarkerReasonHeader) {
+	case "MaxAge", "Purge":
+		return OpExpire
+	case "Remove":
+		return OpDelete
+	}
+	return OpPut
 }
 
 // Create writes key only if it has no live entry; the entry expires on the server after ttl
@@ -110,6 +217,20 @@ func (b *Bucket) Delete(ctx context.Context, key string, rev uint64) error {
 		return fmt.Errorf("kv: delete %q: a revision is required (no blind deletes)", key)
 	}
 	return translate("delete", key, b.kv.Delete(ctx, key, jetstream.LastRevision(rev)))
+}
+
+// Release deletes key only if its last revision is rev, leaving body as the delete
+// marker's value: watchers see an OpDelete whose Value is body. The owner of a claim
+// releases with a StateReleased record once its worker stopped, which tells contenders
+// that they need not wait for the lease to run out. Errors as for Delete.
+func (b *Bucket) Release(ctx context.Context, key string, rev uint64, body []byte) error {
+	if rev == 0 {
+		return fmt.Errorf("kv: release %q: a revision is required (no blind deletes)", key)
+	}
+	msg := &nats.Msg{Subject: b.keyPrefix + key, Data: body, Header: nats.Header{}}
+	msg.Header.Set("KV-Operation", "DEL")
+	_, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
+	return translate("release", key, err)
 }
 
 // Keys lists the keys with a live entry.

@@ -13,6 +13,10 @@ const (
 	StateRunning  = "running"  // the owner runs the worker
 	StateStopping = "stopping" // the owner is stopping the worker (shutdown, handoff)
 	StateFenced   = "fenced"   // the owner's worker was stopped after a lost renewal
+	// StateReleased is the state of the record a release leaves as the body of its delete
+	// marker: the owner's worker has stopped, so the next owner may start at once. Any other
+	// delete, a purge or an expiry marker says nothing of the old worker.
+	StateReleased = "released"
 )
 
 // Claim is the record that says who owns a worker, stored under the worker's name in the
@@ -21,6 +25,10 @@ type Claim struct {
 	Worker      string `json:"worker"`
 	Node        string `json:"node"`
 	Incarnation string `json:"incarnation"`
+	// Term identifies one ownership term: a fresh random id for every claim. A node knows
+	// its own terms by it (which have ended, which may still run); leftovers of an ended
+	// term are cleared, a claim of a term that may still run never is.
+	Term string `json:"term,omitempty"`
 	// Token is the fencing token: the revision at which the term began. The record written by
 	// the claiming Create cannot know its own revision, so it carries 0, which means "this
 	// entry's revision"; every renewal writes the number. Use ClaimEntry.Token.
@@ -75,6 +83,20 @@ func DecodeClaim(key string, b []byte) (Claim, error) {
 		return Claim{}, fmt.Errorf("%w: claim %q: worker or node missing or wrong", ErrMalformed, key)
 	}
 	return c, nil
+}
+
+// DecodeRelease parses the body of a delete marker: a release record written by the owner
+// after its worker stopped. ok is false for any other delete (`nats kv del`, an old
+// version's release, a clear of a dead claim).
+func DecodeRelease(key string, b []byte) (Claim, bool) {
+	if len(b) == 0 {
+		return Claim{}, false
+	}
+	c, err := DecodeClaim(key, b)
+	if err != nil || c.State != StateReleased || c.Term == "" {
+		return Claim{}, false
+	}
+	return c, true
 }
 
 // ClaimEntry is a claim as read from the bucket. Claim is the zero value and Err wraps

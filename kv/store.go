@@ -66,6 +66,8 @@ type Store struct {
 	Nodes   *Bucket
 	Jobs    *Bucket
 	State   *Bucket
+
+	workersCfg jetstream.KeyValueConfig
 }
 
 // markerTTL is how long expiry and delete markers stay in a bucket. Watchers must see them;
@@ -110,6 +112,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.Jobs, "jobs", jetstream.KeyValueConfig{Description: "coordinator: cron tick claims and runs", TTL: opts.JobRetention}},
 		{&s.State, "state", jetstream.KeyValueConfig{Description: "coordinator: worker state checkpoints", MaxValueSize: MaxStateRecord}},
 	}
+	// The state bucket first: a workers bucket that has to be created anew starts its
+	// revisions, the fencing tokens, above every token the checkpoints remember.
+	buckets[0], buckets[3] = buckets[3], buckets[0]
 	for _, b := range buckets {
 		cfg := b.cfg
 		cfg.Bucket = opts.Namespace + "_" + b.name
@@ -117,11 +122,16 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		cfg.Replicas = opts.Replicas
 		cfg.Storage = storage
 		cfg.LimitMarkerTTL = markerTTL
-		kv, err := bindOrCreate(ctx, js, cfg, opts.BindOnly)
+		var floor func() uint64
+		if b.name == "workers" {
+			s.workersCfg = cfg
+			floor = func() uint64 { return s.stateFloor(ctx) }
+		}
+		kv, err := bindOrCreate(ctx, js, cfg, opts.BindOnly, floor)
 		if err != nil {
 			return nil, err
 		}
-		*b.dst = &Bucket{kv: kv, js: js, name: cfg.Bucket, keyPrefix: keyPrefix(js, cfg.Bucket)}
+		*b.dst = &Bucket{kv: kv, js: js, nc: nc, name: cfg.Bucket, keyPrefix: keyPrefix(js, cfg.Bucket)}
 	}
 	if err := s.ensureEvents(ctx, storage); err != nil {
 		return nil, err
@@ -129,7 +139,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, bindOnly bool) (jetstream.KeyValue, error) {
+func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, bindOnly bool, floor func() uint64) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
 		if !bindOnly {
@@ -145,6 +155,11 @@ func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	if bindOnly {
 		return nil, fmt.Errorf("%w: %q does not exist: no coordinator has run in this namespace on this NATS yet", ErrBucketNotFound, cfg.Bucket)
 	}
+	if floor != nil {
+		if f := floor(); f > 0 {
+			return createAbove(ctx, js, cfg, f)
+		}
+	}
 	kv, err = js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		// Another node created it between our two calls.
@@ -154,6 +169,94 @@ func bindOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		return nil, translate("create bucket", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// createAbove creates a KV bucket whose first revision is floor+1: the stream that nats.go's
+// CreateKeyValue would make, with FirstSeq set, which KeyValueConfig cannot say.
+func createAbove(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, floor uint64) (jetstream.KeyValue, error) {
+	maxSize := int32(-1)
+	if cfg.MaxValueSize > 0 {
+		maxSize = cfg.MaxValueSize
+	}
+	dup := 2 * time.Minute
+	if cfg.TTL > 0 && cfg.TTL < dup {
+		dup = cfg.TTL
+	}
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:                   "KV_" + cfg.Bucket,
+		Description:            cfg.Description,
+		Subjects:               []string{"$KV." + cfg.Bucket + ".>"},
+		MaxMsgsPerSubject:      int64(max(cfg.History, 1)),
+		MaxBytes:               -1,
+		MaxAge:                 cfg.TTL,
+		MaxMsgSize:             maxSize,
+		Storage:                cfg.Storage,
+		Replicas:               max(cfg.Replicas, 1),
+		AllowRollup:            true,
+		DenyDelete:             true,
+		Duplicates:             dup,
+		MaxMsgs:                -1,
+		MaxConsumers:           -1,
+		AllowDirect:            true,
+		Discard:                jetstream.DiscardNew,
+		AllowMsgTTL:            cfg.LimitMarkerTTL > 0,
+		SubjectDeleteMarkerTTL: cfg.LimitMarkerTTL,
+		FirstSeq:               floor + 1,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, translate("create bucket", cfg.Bucket, err)
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, translate("bind bucket", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// stateFloor is the highest fencing token the state checkpoints remember; 0 if none or
+// unreadable (the state bucket is opened before the workers bucket).
+func (s *Store) stateFloor(ctx context.Context) uint64 {
+	if s.State == nil {
+		return 0
+	}
+	keys, err := s.State.Keys(ctx)
+	if err != nil {
+		return 0
+	}
+	var top uint64
+	for _, k := range keys {
+		if r, _, err := s.State.GetState(ctx, k); err == nil {
+			top = max(top, r.Token)
+		}
+	}
+	return top
+}
+
+// EnsureWorkers recreates the workers bucket if it is gone (deleted by hand, or an external
+// NATS that restarted with an empty store), with its revisions starting above floor and
+// above every token the state checkpoints remember, so that fencing tokens never go
+// backwards. It returns the first revision of a bucket it created, 0 if the bucket was
+// there. It returns ErrUnavailable when JetStream did not answer.
+func (s *Store) EnsureWorkers(ctx context.Context, floor uint64) (uint64, error) {
+	if _, err := s.js.Stream(ctx, "KV_"+s.Workers.name); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, translate("bind bucket", s.Workers.name, err)
+	}
+	floor = max(floor, s.stateFloor(ctx))
+	if _, err := createAbove(ctx, s.js, s.workersCfg, floor); err != nil {
+		return 0, err
+	}
+	return floor + 1, nil
+}
+
+// EnsureEvents recreates the events stream if it is gone.
+func (s *Store) EnsureEvents(ctx context.Context) error {
+	storage := jetstream.FileStorage
+	if s.opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return s.ensureEvents(ctx, storage)
 }
 
 // EventsStream is the name of the stream that keeps a namespace's events.

@@ -239,3 +239,90 @@ func TestBindOnlyCreatesNothing(t *testing.T) {
 		t.Fatalf("BindOnly after creation: %v", err)
 	}
 }
+
+// Reads that decide something go to the stream leader: a direct get may be answered by a
+// lagging follower (issue 12, case 4).
+func TestReadsAskTheStreamLeader(t *testing.T) {
+	srv := natstest.Run(t)
+	s, err := Open(ctxT(t), srv.Connect(), Options{Namespace: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if _, err := s.Workers.Create(ctx, "w", Claim{Worker: "w", Node: "a"}.Encode(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.State.SaveState(ctx, StateRecord{Worker: "w", Node: "a", Token: 1, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	spy := srv.Connect()
+	direct, err := spy.SubscribeSync("$JS.API.DIRECT.GET.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, err := spy.SubscribeSync("$JS.API.STREAM.MSG.GET.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Workers.GetClaim(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.State.GetState(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Workers.Latest(ctx, "w"); err != nil || c.Op != OpPut {
+		t.Fatalf("Latest = %+v, %v", c, err)
+	}
+	if _, err := s.Workers.Get(ctx, "none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a missing key = %v, want ErrNotFound", err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := direct.Pending(); n != 0 {
+		t.Errorf("%d reads were direct gets, which a follower may answer", n)
+	}
+	if n, _, _ := leader.Pending(); n != 4 {
+		t.Errorf("%d reads went to the stream leader, want 4", n)
+	}
+}
+
+// A release leaves the claim, marked released, as the body of its delete marker; watchers
+// and Latest see it, a plain delete carries none.
+func TestReleaseCarriesARecord(t *testing.T) {
+	s := openStore(t)
+	ctx := ctxT(t)
+	c := Claim{Worker: "w", Node: "a", Term: "t1", State: StateRunning}
+	rev, err := s.Workers.Create(ctx, "w", c.Encode(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State = StateReleased
+	if err := s.Workers.Release(ctx, "w", rev, c.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Workers.Latest(ctx, "w")
+	if err != nil || got.Op != OpDelete {
+		t.Fatalf("Latest after release = %+v, %v", got, err)
+	}
+	if r, ok := DecodeRelease("w", got.Value); !ok || r.Term != "t1" {
+		t.Fatalf("release record = %+v %v", r, ok)
+	}
+	if _, err := s.Workers.Get(ctx, "w"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after release = %v, want ErrNotFound", err)
+	}
+	rev2, err := s.Workers.Create(ctx, "w", c.Encode(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Workers.Delete(ctx, "w", rev2); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Workers.Latest(ctx, "w")
+	if _, ok := DecodeRelease("w", got.Value); ok || got.Op != OpDelete {
+		t.Fatalf("a plain delete reads as a release: %+v", got)
+	}
+}

@@ -35,7 +35,7 @@ func (o Op) String() string {
 // Change is one write seen by a watcher.
 type Change struct {
 	Key      string
-	Value    []byte // nil for OpDelete and OpExpire
+	Value    []byte // for OpDelete the delete marker's body (see Bucket.Release); nil for OpExpire
 	Revision uint64
 	Op       Op
 	Created  time.Time // server time of the write
@@ -110,7 +110,7 @@ func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher) {
 		case jetstream.KeyValuePut:
 			c.Op, c.Value = OpPut, e.Value()
 		case jetstream.KeyValueDelete:
-			c.Op = OpDelete
+			c.Op, c.Value = OpDelete, e.Value()
 		default:
 			c.Op = OpExpire
 		}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -130,6 +132,17 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopCtx ends at Close's hard deadline (ShutdownGrace + FenceGrace after Close began):
+	// stops and releases still under way then give up, leaving claims to expire.
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
+	closeErr   error
+
+	termsMu sync.Mutex
+	terms   map[string]map[string]*liveTerm // live terms by worker name and term id
+
+	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
+	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -177,7 +190,11 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	stopCtx, stopCancel := context.WithCancel(context.Background())
 	e := &Engine{
+		stopCtx:     stopCtx,
+		stopCancel:  stopCancel,
+		terms:       map[string]map[string]*liveTerm{},
 		store:       store,
 		claims:      store.Workers,
 		node:        node,
@@ -308,9 +325,14 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // Close stops every worker this node runs, releases their claims and stops the engine. It
-// waits up to ShutdownGrace for workers to stop. Safe to call more than once.
+// returns within ShutdownGrace + FenceGrace (plus a store call's timeout), also when a
+// worker ignores its context: such a worker is left behind — logged, its claim left to
+// expire — and the error wraps ErrLeftBehind and names it. Safe to call more than once.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
+		hard := e.cfg.Clock.AfterFunc(e.cfg.ShutdownGrace+e.cfg.FenceGrace, e.stopCancel)
+		defer hard.Stop()
+		defer e.stopCancel()
 		e.mu.Lock()
 		e.closing = true
 		e.draining = true // placement leaves us out from now on
@@ -324,7 +346,7 @@ func (e *Engine) Close() error {
 		if started {
 			// Tell the others we are leaving before releasing anything, so that the node
 			// each worker goes to claims it the moment it sees the release.
-			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewInterval)
+			ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.RenewInterval)
 			if err := e.writeMembership(ctx); err != nil {
 				e.log.Debug("could not announce leaving", "err", err)
 			}
@@ -335,7 +357,7 @@ func (e *Engine) Close() error {
 		}
 		if started {
 			for _, w := range ws {
-				<-w.done
+				<-w.done // bounded: a term gives up at stopCtx's end
 			}
 		}
 		close(e.memberStop) // leaves the cluster: the membership record is deleted
@@ -344,10 +366,30 @@ func (e *Engine) Close() error {
 		}
 		e.cancel()
 		e.wg.Wait()
+		var left []string
+		for _, t := range e.liveTerms() {
+			select {
+			case <-t.done:
+				continue
+			case <-e.stopCtx.Done():
+			}
+			select {
+			case <-t.done:
+				continue
+			default:
+			}
+			e.log.Error("worker did not stop; leaving it behind with its claim to expire (it ignores its context)",
+				"worker", t.worker, "token", t.token, "running_for", e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
+			left = append(left, fmt.Sprintf("%s (token %d)", t.worker, t.token))
+		}
+		if len(left) > 0 {
+			e.closeErr = fmt.Errorf("%w: %s did not return within ShutdownGrace + FenceGrace (%v) of Close: make the worker return when its context ends",
+				ErrLeftBehind, strings.Join(left, ", "), e.cfg.ShutdownGrace+e.cfg.FenceGrace)
+		}
 		close(e.closed)
 	})
 	<-e.closed
-	return nil
+	return e.closeErr
 }
 
 // Release hands a worker this node owns over to another node: the worker stops, its claim
@@ -544,7 +586,21 @@ func (e *Engine) watchClaims() {
 	retry := 100 * time.Millisecond
 	synced := false
 	for e.ctx.Err() == nil {
+		// The watch's first delivery holds every claim kept: a registered worker that gets
+		// none has no entry, and needs no read of its own.
+		e.mu.Lock()
+		covered := make([]*worker, 0, len(e.workers))
+		for _, w := range e.workers {
+			covered = append(covered, w)
+		}
+		e.mu.Unlock()
 		w, err := e.claims.Watch(e.ctx)
+		if errors.Is(err, kv.ErrBucketNotFound) {
+			err = e.recreateClaims()
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			e.log.Warn("cannot watch claims; retrying", "err", err, "in", retry)
 			select {
@@ -557,13 +613,25 @@ func (e *Engine) watchClaims() {
 		}
 		retry = 100 * time.Millisecond
 		syncedCh := w.Synced()
+		// A watch does not end when its bucket is deleted: it waits for it. Look for the
+		// bucket now and then, and recreate it if it is gone.
+		check := e.cfg.Clock.NewTimer(e.cfg.RenewInterval)
 	loop:
 		for {
 			select {
+			case <-check.C():
+				if e.ensureClaims() {
+					break loop
+				}
+				check.Reset(e.cfg.RenewInterval)
 			case <-e.ctx.Done():
 				break loop
 			case <-syncedCh:
 				syncedCh = nil
+				for _, cw := range covered {
+					cw.observe(observation{known: true, never: true, unseen: true})
+				}
+				e.watching.Store(true)
 				if !synced {
 					synced = true
 					close(e.synced)
@@ -575,27 +643,96 @@ func (e *Engine) watchClaims() {
 				e.dispatch(c)
 			}
 		}
+		check.Stop()
 		w.Stop()
+		e.watching.Store(false)
 		if e.ctx.Err() == nil {
 			e.log.Debug("claims watch ended; watching again")
+			// The bucket may have been recreated, its revisions starting over (above the
+			// highest we saw, unless another node recreated it knowing less): accept the
+			// next revision of every claim whatever its number, keeping the takeover timers.
+			e.rebaseObservations()
 		}
 	}
 }
 
 func (e *Engine) dispatch(c kv.Change) {
+	e.noteRevision(c.Revision)
 	e.mu.Lock()
 	w := e.workers[c.Key]
 	e.mu.Unlock()
 	if w == nil {
 		return
 	}
-	o := observation{known: true, rev: c.Revision, present: c.Op == kv.OpPut, expired: c.Op == kv.OpExpire}
+	o := observationOf(c)
 	if o.present {
-		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
 		if o.malformed != nil {
 			e.log.Warn("claim is not a valid record; treating the worker as owned by an unknown node",
 				"worker", c.Key, "revision", c.Revision, "err", o.malformed)
 		}
 	}
 	w.observe(o)
+}
+
+// noteRevision records a claims revision seen, for the token floor of a recreated bucket.
+func (e *Engine) noteRevision(rev uint64) {
+	for {
+		cur := e.maxRev.Load()
+		if rev <= cur || e.maxRev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// ensureClaims recreates the workers bucket if it is gone; it reports whether it did (the
+// watch must start again).
+func (e *Engine) ensureClaims() bool {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+	defer cancel()
+	first, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
+	if err != nil || first == 0 {
+		return false
+	}
+	e.watching.Store(false)
+	e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
+	if err := e.store.EnsureEvents(ctx); err != nil {
+		e.log.Warn("could not recreate the events stream", "err", err)
+	}
+	return true
+}
+
+// recreateClaims recreates a missing workers bucket (and events stream) with revisions
+// above every token this node has seen. Owners lost their claims with the bucket: their
+// renewals fail and they fence; contenders keep their takeover timers.
+func (e *Engine) recreateClaims() error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+	defer cancel()
+	first, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
+	if err != nil {
+		return err
+	}
+	if first > 0 {
+		e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
+	}
+	if err := e.store.EnsureEvents(ctx); err != nil {
+		e.log.Warn("could not recreate the events stream", "err", err)
+	}
+	e.rebaseObservations()
+	return nil
+}
+
+// rebaseObservations lets every worker take the next revision it sees, whatever its number.
+func (e *Engine) rebaseObservations() {
+	e.mu.Lock()
+	ws := make([]*worker, 0, len(e.workers))
+	for _, w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		w.mu.Lock()
+		w.obs.rev = 0
+		w.mu.Unlock()
+		w.poke()
+	}
 }

@@ -15,6 +15,10 @@ var (
 	ErrNotRegistered = errors.New("ownership: worker not registered")
 	// ErrClosed is returned by calls on an engine that was closed.
 	ErrClosed = errors.New("ownership: engine closed")
+	// ErrLeftBehind is returned (wrapped, naming the workers) by Close when worker functions
+	// had not returned by ShutdownGrace + FenceGrace: they ignore their context. Their
+	// claims are left to expire; another node may start them after the TTL.
+	ErrLeftBehind = errors.New("ownership: workers still running after Close")
 	// ErrInvalidConfig is returned (wrapped) by Config.Validate.
 	ErrInvalidConfig = errors.New("ownership: invalid config")
 
@@ -22,7 +26,8 @@ var (
 
 	// ErrLeaseExpired: no renewal succeeded before the renew deadline (the node may be cut off).
 	ErrLeaseExpired = errors.New("ownership: lease deadline passed")
-	// ErrLeaseLost: another node holds the claim now.
+	// ErrLeaseLost: the claim was deleted, purged or overwritten (another node holds it, or
+	// an operator removed it).
 	ErrLeaseLost = errors.New("ownership: lease lost to another claim")
 	// ErrStopping: a planned stop — shutdown, unregister or handoff.
 	ErrStopping = errors.New("ownership: worker stopping")

@@ -18,6 +18,7 @@ type Lease struct {
 
 	mu        sync.Mutex
 	deadline  time.Time
+	fenced    bool // the term was lost: the deadline was pulled in and never moves again
 	changed   chan struct{}
 	state     []byte
 	stateInfo StateInfo
@@ -54,7 +55,9 @@ func (l *Lease) Token() uint64 { return l.token }
 
 // Deadline returns the renew deadline — when the worker's context ends unless a renewal
 // succeeds first — and a channel that is closed when the deadline next changes. The time
-// carries a monotonic reading.
+// carries a monotonic reading. Renewals move it later; a lost lease (the claim deleted,
+// overwritten or expired) pulls it in to the moment the loss was seen, and after that it
+// never moves again.
 func (l *Lease) Deadline() (time.Time, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -64,8 +67,22 @@ func (l *Lease) Deadline() (time.Time, <-chan struct{}) {
 func (l *Lease) extend(deadline time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if deadline.After(l.deadline) {
+	if !l.fenced && deadline.After(l.deadline) {
 		l.deadline = deadline
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// fence ends the term now: the deadline becomes now (if it was later) and stays. A
+// supervised command's watchdog gets the earlier deadline and kills the command FenceGrace
+// from now, instead of FenceGrace after the last renewal's deadline.
+func (l *Lease) fence(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fenced = true
+	if now.Before(l.deadline) {
+		l.deadline = now
 		close(l.changed)
 		l.changed = make(chan struct{})
 	}

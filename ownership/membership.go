@@ -34,13 +34,17 @@ func (e *Engine) Members() []Member {
 	return out
 }
 
-// Ready reports whether this node can claim right now: it has read the current claims and
+// Ready reports whether this node can claim right now: it has read the current claims, still
+// watches them (false while the workers bucket is missing, say), and
 // its membership record was written within the renew deadline.
 func (e *Engine) Ready() bool {
 	select {
 	case <-e.synced:
 	default:
 		return false
+	}
+	if !e.watching.Load() {
+		return false // claims cannot be watched: the node cannot take anything over
 	}
 	e.mu.Lock()
 	last := e.memberRenewed

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nuid"
+
 	"github.com/jetcoord/coordinator/kv"
 )
 
@@ -19,9 +21,30 @@ type observation struct {
 	rev       uint64 // revision of the entry or marker seen
 	claim     kv.Claim
 	malformed error
-	expired   bool      // the last change was the server's expiry marker
-	cleared   bool      // this node just cleared a claim that ran out
-	seenAt    time.Time // local (monotonic) time this revision was first seen
+	expired   bool // the last change was an expiry marker or a purge
+	released  bool // the last change was the owner's release: its worker stopped
+	cleared   bool // this node just cleared a claim that ran out on its own clock
+	// never: nothing is kept for the key — never claimed, or so long ago that its markers
+	// have gone — so no worker of it can still run.
+	never bool
+	// unseen: never, as the first watch delivery says; ignored once anything was observed.
+	unseen bool
+	// seenAt is the local (monotonic) time this revision was first seen. For a claim that
+	// went away without a release (deleted or purged by anyone, expired on the server's
+	// clock) it stays the time the last live claim was seen: the takeover timer runs on.
+	seenAt time.Time
+}
+
+// observationOf turns a change of the claims bucket into an observation.
+func observationOf(c kv.Change) observation {
+	o := observation{known: true, rev: c.Revision, present: c.Op == kv.OpPut, expired: c.Op == kv.OpExpire}
+	switch c.Op {
+	case kv.OpPut:
+		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
+	case kv.OpDelete:
+		_, o.released = kv.DecodeRelease(c.Key, c.Value)
+	}
+	return o
 }
 
 // worker is the state machine of one registered name on this node. One goroutine (run)
@@ -42,6 +65,8 @@ type worker struct {
 	owns      bool
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	stopOnce  sync.Once
+
+	waitingFor string // the live term this registration waits for (logged once)
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
@@ -85,15 +110,31 @@ func (w *worker) setOwning(v bool) {
 // so that the takeover timer runs from when a revision was first seen.
 func (w *worker) observe(o observation) {
 	w.mu.Lock()
+	if o.unseen && w.obs.known {
+		w.mu.Unlock()
+		return
+	}
 	if w.obs.known && o.rev <= w.obs.rev && !(o.rev == 0 && !o.present) {
 		w.mu.Unlock()
 		return
 	}
 	if o.rev == 0 && w.obs.known {
-		// A Get that found nothing carries no revision: keep the last one for ordering.
+		if !w.obs.present {
+			// A read that found nothing tells nothing new after an absence already seen;
+			// taking it would restart the takeover timer.
+			w.mu.Unlock()
+			return
+		}
+		// A read that found nothing carries no revision: keep the last one for ordering.
 		o.rev = w.obs.rev
 	}
 	o.seenAt = w.e.cfg.Clock.Now()
+	if !o.present && !o.released && !o.cleared && w.obs.known && !w.obs.released && !w.obs.cleared && !w.obs.never {
+		// Gone without its owner's word: the worker may still run until a TTL after the
+		// last write we saw. A delete, a purge or an expiry marker keeps that timer; none
+		// of them skips it.
+		o.seenAt = w.obs.seenAt
+	}
 	w.obs = o
 	w.mu.Unlock()
 	select {
@@ -118,19 +159,20 @@ func (w *worker) snapshot() observation {
 
 func (w *worker) log() *slog.Logger { return w.e.log.With("worker", w.name) }
 
-// refresh reads the claim from the store and records what it found.
+// refresh reads the claim from the stream leader and records what it found.
 func (w *worker) refresh(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, w.e.cfg.RenewInterval)
 	defer cancel()
-	ce, err := w.e.claims.GetClaim(actx, w.name)
+	c, err := w.e.claims.Latest(actx, w.name)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
-		w.observe(observation{known: true})
+		w.observe(observation{known: true, never: true})
 		return nil
 	case err != nil:
 		return err
 	}
-	w.observe(observation{known: true, present: true, rev: ce.Revision, claim: ce.Claim, malformed: ce.Err})
+	w.e.noteRevision(c.Revision)
+	w.observe(observationOf(c))
 	return nil
 }
 
@@ -155,6 +197,18 @@ func (w *worker) run() {
 	for !w.stopped() {
 		o := w.snapshot()
 		if !o.known {
+			select {
+			case <-e.synced:
+			default:
+				// The first watch delivers every claim: wait for it rather than read each.
+				select {
+				case <-w.stop:
+					return
+				case <-e.synced:
+				case <-w.notify:
+				}
+				continue
+			}
 			if err := w.refresh(e.ctx); err != nil {
 				w.log().Debug("cannot read claim; retrying", "err", err)
 				if !w.wait(retry) {
@@ -171,10 +225,29 @@ func (w *worker) run() {
 		}
 		switch {
 		case !o.present:
-			// The preferred node claims at once, the others after the claim grace — except
-			// after a lease ran out, when the preferred node is likely the dead one: then
-			// whoever is first takes it, and placement moves it later if need be.
-			if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.expired && !o.cleared {
+			if t := e.termRunning(w.name); t != nil {
+				// An earlier term of this name on this node may still run: its command
+				// not reaped, its function not returned. Its end pokes us.
+				w.waitTerm(t)
+				if !w.wait(e.cfg.TTL) {
+					return
+				}
+				continue
+			}
+			if !o.released && !o.cleared && !o.never {
+				// Deleted, purged or expired without the owner's word: take over only
+				// when our own clock says a TTL has passed since the last claim we saw.
+				if left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 {
+					if !w.wait(left) {
+						return
+					}
+					continue
+				}
+			} else if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
+				// Released, or never claimed: the preferred node claims at once, the
+				// others after the claim grace. A lease that ran out goes to whoever is
+				// first (the preferred node is likely the dead one); placement moves it
+				// later if need be.
 				if !w.wait(left) {
 					return
 				}
@@ -182,8 +255,18 @@ func (w *worker) run() {
 			}
 			w.claim(o)
 		case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
-			// Our own claim from a term that ended (fenced, or a Create whose reply was lost).
-			// Nothing of ours runs, so clearing it is a release.
+			if t := e.liveTerm(w.name, o.claim.Term); t != nil {
+				// Our claim, and its worker may still run: never clear it. It is left to
+				// expire, or released once the worker stops.
+				w.waitTerm(t)
+				if !w.wait(e.cfg.TTL) {
+					return
+				}
+				continue
+			}
+			// Our own claim from a term whose worker has stopped (fenced, a stop that
+			// outran ShutdownGrace, or a Create whose reply was lost): clearing it is a
+			// release.
 			w.clear(o, false)
 		default:
 			// Someone else's claim: it is dead once TTL passes with no newer revision.
@@ -196,6 +279,18 @@ func (w *worker) run() {
 			}
 			w.clear(o, true)
 		}
+	}
+}
+
+// waitTerm logs, once per term, that this registration waits for an earlier term.
+func (w *worker) waitTerm(t *liveTerm) {
+	w.mu.Lock()
+	first := w.waitingFor != t.id
+	w.waitingFor = t.id
+	w.mu.Unlock()
+	if first {
+		w.log().Warn("an earlier term of this worker still runs on this node; not claiming it until that worker stops",
+			"token", t.token, "running_for", w.e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
 	}
 }
 
@@ -225,8 +320,11 @@ func (w *worker) requestHandoff(reason string) {
 // claim tries to create the claim and, on success, runs the term.
 func (w *worker) claim(o observation) {
 	e := w.e
+	if e.termRunning(w.name) != nil {
+		return // run() waits for it
+	}
 	sent := e.cfg.Clock.Now()
-	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation,
+	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(),
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
@@ -258,18 +356,24 @@ func (w *worker) claim(o observation) {
 		}
 	default:
 		// The Create may have landed even though its reply did not: the watcher will show
-		// our claim and run() clears it.
+		// our claim, of a term that never started, and run() releases it.
 		w.log().Debug("claim attempt failed; retrying", "err", err)
 		w.wait(e.cfg.RenewInterval / 4)
 	}
 }
 
-// clear deletes a claim at the revision seen: a dead foreign claim (stale) or our own
-// leftover. Compare-and-set makes it a no-op if anything was written since.
+// clear deletes a claim at the revision seen: a dead foreign claim (stale), which our own
+// clock has timed out, or our own leftover, whose worker has stopped and which we release.
+// Compare-and-set makes it a no-op if anything was written since.
 func (w *worker) clear(o observation, stale bool) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-	err := e.claims.Delete(ctx, w.name, o.rev)
+	var err error
+	if stale {
+		err = e.claims.Delete(ctx, w.name, o.rev)
+	} else {
+		err = e.claims.Release(ctx, w.name, o.rev, releaseRecord(o.claim))
+	}
 	cancel()
 	switch {
 	case err == nil:
@@ -282,7 +386,7 @@ func (w *worker) clear(o observation, stale bool) {
 			e.metrics.Takeover(w.name)
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		}
-		w.observe(observation{known: true, rev: o.rev + 1, cleared: stale})
+		w.observe(observation{known: true, rev: o.rev + 1, cleared: stale, released: !stale})
 	case errors.Is(err, kv.ErrConflict):
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
@@ -312,16 +416,26 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	dl, _ := lease.Deadline()
 	fence := clock.AfterFunc(dl.Sub(clock.Now()), func() { cancel(ErrLeaseExpired) })
 	defer fence.Stop()
+	// A lost term fences now: the deadline is pulled in, so a supervised command is killed
+	// FenceGrace from now, not FenceGrace after the last renewal's deadline.
+	lost := func() {
+		lease.fence(clock.Now())
+		cancel(ErrLeaseLost)
+	}
 
 	lease.e, lease.ctx = e, ctx
 	lease.loadState()
 	unserve := w.serve(ctx, lease)
 	defer unserve()
 	runDone := make(chan struct{})
-	e.goFunc(func() {
+	// The worker function is not one of the engine's goroutines: Close must not wait for
+	// it forever. The live term stands for it until it returns.
+	lt := e.termStarted(w.name, c.Term, token)
+	go func() {
+		defer e.termEnded(lt)
 		defer close(runDone)
 		w.runWorker(ctx, lease)
-	})
+	}()
 
 	c.Token = token
 	renew := clock.NewTimer(e.cfg.RenewInterval)
@@ -358,13 +472,20 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				beginStop()
 			}
 		case <-stopDeadline:
-			w.log().Error("worker did not stop within ShutdownGrace; leaving its claim to expire", "grace", e.cfg.ShutdownGrace)
+			// The claim is never deleted while the worker may still run: it expires. The
+			// node claims the name again only once the worker has stopped.
+			lease.fence(clock.Now())
+			w.log().Error("worker did not stop within ShutdownGrace; leaving its claim to expire", "grace", e.cfg.ShutdownGrace, "token", token)
+			return
+		case <-e.stopCtx.Done():
+			lease.fence(clock.Now())
+			w.log().Error("engine closing: worker did not stop in time; leaving its claim to expire", "token", token)
 			return
 		case <-runDone:
 			runDone = nil
 			if stopping {
 				if handoff == "" {
-					w.release(rev, token, "stop")
+					w.release(rev, c, "stop")
 					return
 				}
 				e.metrics.Handoff(w.name)
@@ -373,21 +494,21 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				w.mu.Lock()
 				w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
 				w.mu.Unlock()
-				w.release(rev, token, handoff)
+				w.release(rev, c, handoff)
 				return
 			}
 			if ctx.Err() != nil {
-				w.endTerm(ctx, rev, token, nil)
+				w.endTerm(ctx, rev, c, nil)
 				return
 			}
 			// The function finished and its policy says not to run it again: keep the claim.
 		case <-w.notify:
 			o := w.snapshot()
-			if o.rev > rev && !(o.present && o.malformed == nil && o.claim.Incarnation == e.incarnation) {
-				cancel(ErrLeaseLost)
+			if o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == c.Term) {
+				lost()
 			}
 		case <-ended:
-			w.endTerm(ctx, rev, token, runDone)
+			w.endTerm(ctx, rev, c, runDone)
 			return
 		case <-renew.C():
 			if f := e.testBeforeRenew; f != nil {
@@ -397,7 +518,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 			if errors.Is(err, kv.ErrConflict) && !unacked.IsZero() {
 				// An earlier attempt whose reply was lost may have landed: then the claim is
 				// still ours, renewed no earlier than that attempt was sent.
-				if landed, ok := w.ownLanded(token); ok {
+				if landed, ok := w.ownLanded(c.Term); ok {
 					next, nrev, err = unacked.Add(e.cfg.RenewDeadline), landed, nil
 				}
 			}
@@ -413,7 +534,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				}
 				renew.Reset(e.cfg.RenewInterval)
 			} else if errors.Is(err, kv.ErrConflict) {
-				cancel(ErrLeaseLost)
+				lost()
 				renew.Reset(e.cfg.RenewInterval)
 			} else {
 				if unacked.IsZero() {
@@ -426,13 +547,14 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	}
 }
 
-// ownLanded reads the claim and reports its revision if it is still this term's.
-func (w *worker) ownLanded(token uint64) (uint64, bool) {
+// ownLanded reads the claim from the stream leader and reports its revision if it is still
+// this term's.
+func (w *worker) ownLanded(term string) (uint64, bool) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
 	ce, err := e.claims.GetClaim(ctx, w.name)
-	if err != nil || ce.Err != nil || ce.Claim.Incarnation != e.incarnation || ce.Token() != token {
+	if err != nil || ce.Err != nil || ce.Claim.Term != term {
 		return 0, false
 	}
 	return ce.Revision, true
@@ -460,8 +582,9 @@ func (w *worker) renew(rev uint64, c kv.Claim, lease *Lease, stopping bool) (tim
 
 // endTerm handles a term that ended without a planned stop: the lease was lost or its
 // deadline passed. It waits for the worker up to FenceGrace.
-func (w *worker) endTerm(ctx context.Context, rev, token uint64, runDone <-chan struct{}) {
+func (w *worker) endTerm(ctx context.Context, rev uint64, c kv.Claim, runDone <-chan struct{}) {
 	e := w.e
+	token := c.Token
 	cause := context.Cause(ctx)
 	reason := "deadline"
 	if errors.Is(cause, ErrLeaseLost) {
@@ -475,15 +598,15 @@ func (w *worker) endTerm(ctx context.Context, rev, token uint64, runDone <-chan 
 		select {
 		case <-runDone:
 		case <-t.C():
-			w.log().Error("worker did not return within FenceGrace after losing its lease; another node may start it",
-				"grace", e.cfg.FenceGrace)
+			w.log().Error("worker did not return within FenceGrace after losing its lease; another node may start it; this node will not until it returns",
+				"grace", e.cfg.FenceGrace, "token", token)
 		}
 	}
 	e.publish(Event{Kind: KindWorker, Type: EventLost, Name: w.name, Token: token, Reason: reason})
 	if reason == "deadline" {
-		// Our last claim may still stand; run() clears it once the store answers.
-		w.observe(observation{known: true, present: true, rev: rev,
-			claim: kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation}})
+		// Our last claim may still stand; run() releases it once the store answers and
+		// the worker has stopped.
+		w.observe(observation{known: true, present: true, rev: rev, claim: c})
 	} else if err := w.refresh(e.ctx); err != nil {
 		w.observe(observation{known: true, present: true, rev: rev + 1})
 	}
@@ -491,9 +614,11 @@ func (w *worker) endTerm(ctx context.Context, rev, token uint64, runDone <-chan 
 
 // release deletes our claim after a planned stop, with a fresh bounded context: the engine
 // may be shutting down.
-func (w *worker) release(rev, token uint64, reason string) {
+func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	e := w.e
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
+	token := c.Token
+	// stopCtx, not the engine's context: it ends only at Close's hard deadline.
+	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.ShutdownGrace)
 	defer cancel()
 	if !e.acquireOp(ctx) {
 		w.log().Warn("could not release claim in time; it will expire")
@@ -506,7 +631,7 @@ func (w *worker) release(rev, token uint64, reason string) {
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
-		err := e.claims.Delete(actx, w.name, rev)
+		err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
 		acancel()
 		if err == nil {
 			released()
@@ -521,7 +646,7 @@ func (w *worker) release(rev, token uint64, reason string) {
 			case errors.Is(gerr, kv.ErrNotFound):
 				released()
 				return
-			case gerr == nil && ce.Err == nil && ce.Claim.Incarnation == e.incarnation && ce.Token() == token:
+			case gerr == nil && ce.Err == nil && ce.Claim.Term == c.Term:
 				rev = ce.Revision // still ours, at a newer revision
 				continue
 			case gerr == nil:
@@ -605,4 +730,12 @@ func (w *worker) call(ctx context.Context, lease *Lease) (err error) {
 		}
 	}()
 	return w.fn(ctx, lease)
+}
+
+// releaseRecord is the body of the delete marker that releases c: it tells contenders
+// that the term's worker has stopped, so they need not wait for the lease to run out.
+func releaseRecord(c kv.Claim) []byte {
+	c.State = kv.StateReleased
+	c.Renewed = time.Now().UTC()
+	return c.Encode()
 }

@@ -22,7 +22,9 @@
 // Run sends the command line and the first deadline, and only then does the watchdog
 // start the command: it never runs without a deadline. While the command runs, Run
 // forwards every new lease deadline. The watchdog keeps the largest deadline it received,
-// never extends it by itself, and when its clock passes the deadline it sends StopSignal
+// never extends it by itself — unless the lease was lost: then Run sends a "fence" with an
+// earlier deadline (the moment of the loss), which the watchdog takes, and it ignores every
+// deadline after that — and when its clock passes the deadline it sends StopSignal
 // to the command's process group, SIGKILL FenceGrace after the deadline, and reports
 // "fenced"; Run then returns ErrFenced. A planned stop (Run's context ends) is a "stop"
 // message: StopSignal now, SIGKILL after StopGrace, with the deadline still enforced.

@@ -15,6 +15,8 @@ import (
 //
 //	{"op":"start","deadline":N,"start":{...}}   exactly once, first; nothing runs before it
 //	{"op":"deadline","deadline":N}              a new lease deadline
+//	{"op":"fence","deadline":N}                 the lease was lost: fence at N (pulls the
+//	                                            deadline in; later deadlines are ignored)
 //	{"op":"stop"}                               planned stop
 //
 // EOF on it means the coordinator is gone. Status pipe, watchdog → coordinator (fd 4):
@@ -29,12 +31,13 @@ import (
 // meaning, and the watchdog never has to trust the coordinator's notion of "now".
 const (
 	watchdogArg     = "__supervise-watchdog" // os.Args[1] of the watchdog
-	protocolVersion = 1
+	protocolVersion = 2
 	controlFD       = 3
 	statusFD        = 4
 
 	opStart    = "start"
 	opDeadline = "deadline"
+	opFence    = "fence"
 	opStop     = "stop"
 
 	evStarted = "started"

@@ -22,9 +22,10 @@ type Lease interface {
 	Token() uint64
 	// Deadline returns the current renew deadline (a time.Time carrying a monotonic
 	// reading, from time.Now().Add(...)) and a channel that is closed when the deadline
-	// next changes; a nil channel means it never changes. A deadline earlier than one
-	// already forwarded has no effect (the watchdog keeps the latest); to stop the
-	// command sooner, cancel Run's context.
+	// next changes; a nil channel means it never changes. A deadline earlier than the
+	// last one means the lease was lost: the watchdog fences at it (StopSignal, SIGKILL
+	// FenceGrace later) and ignores every later deadline. Cancel Run's context as well to
+	// say it is a stop.
 	Deadline() (time.Time, <-chan struct{})
 }
 
@@ -216,8 +217,15 @@ func (r *run) forward(start startMsg) {
 	for {
 		select {
 		case <-changed:
+			// Compared here, on Go's monotonic readings, not in the watchdog: two
+			// conversions of one deadline to CLOCK_MONOTONIC can differ by a pause.
+			prev := d
 			d, changed = r.lease.Deadline()
-			if enc.Encode(controlMsg{Op: opDeadline, Deadline: monoDeadline(d)}) != nil {
+			op := opDeadline
+			if d.Before(prev) {
+				op = opFence
+			}
+			if enc.Encode(controlMsg{Op: op, Deadline: monoDeadline(d)}) != nil {
 				return
 			}
 		case <-stop:

@@ -376,3 +376,25 @@ func TestRunWithWrongShim(t *testing.T) {
 	}
 	t.Logf("Run: %v", err)
 }
+
+func TestLostLeaseFencesNow(t *testing.T) {
+	// The lease is lost long before its deadline (the claim was deleted): the owner pulls
+	// the deadline in to now, and the watchdog kills a command that ignores SIGTERM
+	// FenceGrace later, not FenceGrace after the old deadline.
+	dir := t.TempDir()
+	spec := shSpec(t, dir, `trap '' TERM; `+writePid+`while :; do sleep 0.05; done`, newLogRecorder())
+	spec.StopGrace = time.Hour
+	spec.FenceGrace = 200 * time.Millisecond
+	lease := newTestLease(time.Hour)
+	done := runAsync(context.Background(), spec, lease)
+	cmd := trackProc(t, readPid(t, pidFile(dir, "pid"), runBound))
+	lost := time.Now()
+	lease.extend(0) // the deadline is now
+	err, returned := waitResult(t, done, runBound)
+	var ee *ExitError
+	if !errors.Is(err, ErrFenced) || !errors.As(err, &ee) || ee.Signal != syscall.SIGKILL {
+		t.Fatalf("Run = %v, want ErrFenced with SIGKILL", err)
+	}
+	waitGone(t, "command", cmd, time.Second)
+	t.Logf("lease lost → Run returned: %v (FenceGrace %v)", returned.Sub(lost), spec.FenceGrace)
+}

@@ -49,6 +49,7 @@ type watchdog struct {
 	deadline int64 // CLOCK_MONOTONIC ns; the largest one received
 
 	fenceFired   bool
+	pulledIn     bool // the lease was lost: no deadline extends it again
 	stopSent     bool
 	killAt       int64 // 0: no SIGKILL planned
 	killed       bool
@@ -175,8 +176,18 @@ loop:
 			}
 			switch m.Op {
 			case opDeadline:
-				if m.Deadline > w.deadline && !w.fenceFired {
+				if m.Deadline > w.deadline && !w.fenceFired && !w.pulledIn {
 					w.deadline = m.Deadline
+					fence.Reset(until(w.deadline))
+				}
+			case opFence:
+				w.pulledIn = true
+				if m.Deadline < w.deadline {
+					w.deadline = m.Deadline
+				}
+				if w.fenceFired {
+					w.beginStop(w.deadline + int64(w.cfg.FenceGrace))
+				} else {
 					fence.Reset(until(w.deadline))
 				}
 			case opStop:

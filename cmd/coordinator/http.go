@@ -165,7 +165,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if e := d.liveEngine.Load(); e == nil || !e.Ready() {
-			http.Error(w, "not ready: cannot claim yet (JetStream not reachable or claims not read)", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: cannot claim (JetStream not reachable, or the claims cannot be read or watched)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
