@@ -44,8 +44,12 @@ func keyPrefix(js jetstream.JetStream, bucket string) string {
 // apiPrefix is the JetStream API prefix requests go to: $JS.API., or that of a domain or an
 // imported API.
 func apiPrefix(js jetstream.JetStream) string {
-	if p := js.Options().APIPrefix; p != "" {
-		return strings.TrimSuffix(p, ".") + "."
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
 	}
 	return jetstream.DefaultAPIPrefix
 }
