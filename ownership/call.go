@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetcoord/coordinator/kv"
 )
@@ -49,6 +50,19 @@ const (
 	HeaderError = "Coord-Error"
 )
 
+// CallOption configures Call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	js jetstream.JetStream
+}
+
+// WithCallJetStream reads the workers bucket, to verify replies, through js (for a
+// JetStream domain or API prefix). Default: jetstream.New on the call's connection.
+func WithCallJetStream(js jetstream.JetStream) CallOption {
+	return func(o *callOptions) { o.js = js }
+}
+
 // CallSubject is the subject worker answers on in namespace ns.
 func CallSubject(ns, worker string) string { return ns + ".call." + worker }
 
@@ -81,14 +95,28 @@ type Reply struct {
 // A worker error comes back as *CallError. An attempt that gets no reply within
 // attemptTimeout (the owner died mid-request) is retried too, so a request may reach two
 // successive owners: make requests idempotent, or check Reply.Token.
-func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte) (Reply, error) {
+//
+// Only the node that holds the worker's lease can answer in a way Call accepts: a reply
+// must be signed with the key its claim names (see MetaCallKey), so the caller needs read
+// access to the <ns>_workers bucket; other replies are ignored, and if only those came
+// the error wraps ErrUnverifiedReply. opts may name the JetStream to read it through (a
+// domain or API prefix).
+func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte, opts ...CallOption) (Reply, error) {
 	const attemptTimeout = 5 * time.Second
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	v, err := verifierFor(nc, ns, o.js)
+	if err != nil {
+		return Reply{}, err
+	}
 	subj := CallSubject(ns, worker)
 	wait := 20 * time.Millisecond
 	var last error
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		m, err := nc.RequestWithContext(actx, subj, request)
+		m, err := v.request(actx, nc, subj, worker, request)
 		cancel()
 		if err == nil {
 			tok, _ := strconv.ParseUint(m.Header.Get(HeaderToken), 10, 64)
@@ -113,6 +141,9 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte)
 	}
 	if errors.Is(last, nats.ErrNoResponders) {
 		return Reply{}, fmt.Errorf("%w: nothing answers on %s: no node owns %q right now, or its owner serves no calls", ErrNoOwner, subj, worker)
+	}
+	if errors.Is(last, ErrUnverifiedReply) {
+		return Reply{}, fmt.Errorf("%w: %q: %w", ErrNoOwner, worker, last)
 	}
 	return Reply{}, fmt.Errorf("%w: %q did not answer in time (%v)", ErrNoOwner, worker, last)
 }
@@ -142,6 +173,7 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 		} else {
 			reply.Data = data
 		}
+		reply.Header.Set(HeaderSignature, e.callKey.sign(m.Reply, w.name, e.node, lease.Token(), reply.Header.Get(HeaderError), reply.Data))
 		_ = m.RespondMsg(reply)
 	})
 	if err != nil {

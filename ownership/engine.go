@@ -121,6 +121,7 @@ type Engine struct {
 	claims      *kv.Bucket
 	node        string
 	incarnation string
+	callKey     callKey // signs call replies; its public half is in every claim we write
 	cfg         Config
 	log         *slog.Logger
 	metrics     Metrics
@@ -175,8 +176,13 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 			return nil, err
 		}
 	}
+	ck, err := newCallKey()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
+		callKey:     ck,
 		store:       store,
 		claims:      store.Workers,
 		node:        node,
