@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetcoord/coordinator/kv"
 )
@@ -70,6 +71,19 @@ const MaxConcurrentCalls = 16
 // DefaultCallTimeout bounds a Call whose context has no deadline.
 const DefaultCallTimeout = 30 * time.Second
 
+// CallOption configures Call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	js jetstream.JetStream
+}
+
+// WithCallJetStream reads the workers bucket, to verify replies, through js (for a
+// JetStream domain or API prefix). Default: jetstream.New on the call's connection.
+func WithCallJetStream(js jetstream.JetStream) CallOption {
+	return func(o *callOptions) { o.js = js }
+}
+
 // CallSubject is the subject worker answers on in namespace ns.
 func CallSubject(ns, worker string) string { return ns + ".call." + worker }
 
@@ -112,18 +126,32 @@ type Reply struct {
 // error comes back as *CallError (errors.Is(err, ErrNoHandler) when the owner serves no
 // calls). The owner learns ctx's deadline (HeaderTimeout): it does not run a request whose
 // caller has given up, and a request is sent to an owner once, never again after a timeout.
-func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte) (Reply, error) {
+//
+// Only the node that holds the worker's lease can answer in a way Call accepts: a reply
+// must be signed with the key its claim names (see MetaCallKey), so the caller needs read
+// access to the <ns>_workers bucket; other replies are ignored, and if only those came
+// the error wraps ErrUnverifiedReply. opts may name the JetStream to read it through (a
+// domain or API prefix).
+func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte, opts ...CallOption) (Reply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
 		defer cancel()
+	}
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	v, err := verifierFor(nc, ns, o.js)
+	if err != nil {
+		return Reply{}, err
 	}
 	subj := CallSubject(ns, worker)
 	wait := 20 * time.Millisecond
 	checked := false
 	var last error
 	for {
-		m, err := send(ctx, nc, subj, request)
+		m, err := v.send(ctx, nc, subj, worker, request)
 		if err == nil {
 			tok, _ := strconv.ParseUint(m.Header.Get(HeaderToken), 10, 64)
 			r := Reply{Data: m.Data, Node: m.Header.Get(HeaderNode), Token: tok}
@@ -157,6 +185,9 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte)
 	if errors.Is(last, nats.ErrNoResponders) {
 		return Reply{}, fmt.Errorf("%w: nothing answers on %s: no node owns %q right now", ErrNoOwner, subj, worker)
 	}
+	if errors.Is(last, ErrUnverifiedReply) {
+		return Reply{}, fmt.Errorf("%w: %q: %w", ErrNoOwner, worker, last)
+	}
 	return Reply{}, fmt.Errorf("%w: %q did not answer in time (%v)", ErrNoOwner, worker, last)
 }
 
@@ -169,7 +200,7 @@ var errNotAccepted = errors.New("ownership: the owner did not accept the request
 // send sends one request and waits for the owner to accept it (within acceptTimeout),
 // then for its reply (until ctx ends). A request the owner accepted is never sent again, so
 // a slow handler is not run twice.
-func send(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.Msg, error) {
+func (v *callVerifier) send(ctx context.Context, nc *nats.Conn, subj, worker string, data []byte) (*nats.Msg, error) {
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -189,6 +220,7 @@ func send(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.M
 	actx, cancel := context.WithTimeout(ctx, acceptTimeout)
 	defer cancel()
 	accepted := false
+	var rejected error
 	for {
 		wctx := ctx
 		if !accepted {
@@ -196,16 +228,24 @@ func send(ctx context.Context, nc *nats.Conn, subj string, data []byte) (*nats.M
 		}
 		m, err := sub.NextMsgWithContext(wctx)
 		if err != nil {
+			if rejected != nil {
+				return nil, fmt.Errorf("%w (%v): %w", ErrUnverifiedReply, rejected, err)
+			}
 			if !accepted && ctx.Err() == nil {
 				return nil, errNotAccepted
 			}
 			return nil, err
 		}
-		if m.Header.Get("Status") == "503" {
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, nats.ErrNoResponders
 		}
 		if m.Header.Get(HeaderAccepted) == "true" {
+			// Unsigned: a forged one can only make the caller wait for a reply longer.
 			accepted = true
+			continue
+		}
+		if err := v.verify(ctx, worker, m); err != nil {
+			rejected = err // the owner's own reply may still come
 			continue
 		}
 		return m, nil
@@ -275,6 +315,7 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 			reply.Header.Set(HeaderNoHandler, "true")
 			reply.Header.Set(HeaderError, fmt.Sprintf("worker %q serves no calls: it has no call handler "+
 				"(set call: in its config, or register it with ownership.WithHandler)", w.name))
+			w.signReply(m, reply, lease)
 			_ = m.RespondMsg(reply)
 			return
 		}
@@ -324,6 +365,7 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 				reply.Header.Set(HeaderError, fmt.Sprintf("reply of %d bytes exceeds the NATS max payload of %d bytes: "+
 					"return less (or store the data elsewhere and reply with a reference)", size, limit))
 			}
+			w.signReply(m, reply, lease)
 			if err := m.RespondMsg(reply); err != nil {
 				w.log().Error("cannot send call reply", "err", err)
 			}
@@ -431,4 +473,9 @@ func (l *Lease) loadState() {
 	default:
 		l.state, l.stateInfo = rec.Data, StateInfo{Node: rec.Node, Token: rec.Token, Saved: rec.Saved}
 	}
+}
+
+// signReply signs reply to request m with this engine's call key (see callsig.go).
+func (w *worker) signReply(m, reply *nats.Msg, lease *Lease) {
+	reply.Header.Set(HeaderSignature, w.e.callKey.sign(m.Reply, w.name, w.e.node, lease.Token(), reply.Header.Get(HeaderError), reply.Data))
 }

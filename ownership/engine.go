@@ -123,6 +123,7 @@ type Engine struct {
 	claims      *kv.Bucket
 	node        string
 	incarnation string
+	callKey     callKey // signs call replies; its public half is in every claim we write
 	cfg         Config
 	log         *slog.Logger
 	metrics     Metrics
@@ -189,12 +190,17 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 			return nil, err
 		}
 	}
+	ck, err := newCallKey()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopCtx, stopCancel := context.WithCancel(context.Background())
 	e := &Engine{
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
 		terms:       map[string]map[string]*liveTerm{},
+		callKey:     ck,
 		store:       store,
 		claims:      store.Workers,
 		node:        node,

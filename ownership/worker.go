@@ -325,7 +325,8 @@ func (w *worker) claim(o observation) {
 	}
 	sent := e.cfg.Clock.Now()
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(),
-		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning}
+		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
+		Meta: map[string]string{MetaCallKey: e.callKey.public}}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
 	var err error
