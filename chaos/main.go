@@ -35,6 +35,7 @@ type options struct {
 	logLevel string
 	keep     bool
 	verbose  bool
+	ops      bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -50,6 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "debug", "log level of the nodes' JSON logs")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, runs.log) even when it passes")
 	fs.BoolVar(&o.verbose, "v", false, "print the harness's own log lines")
+	fs.BoolVar(&o.ops, "ops", true, "add operator faults: reloads, slow stops, kv del/purge, expiry markers, bucket deletes, release and drain")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -76,11 +78,19 @@ func run(args []string, stdout io.Writer) int {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "chaos: seed %d, duration %v, 3 nodes, %d workers, TTL %v\n", o.seed, o.duration, o.workers, o.ttl)
-	replay := fmt.Sprintf("make chaos CHAOS_FLAGS='-seed %d -duration %v'", o.seed, o.duration)
-	if o.workers != 20 || o.ttl != 2*time.Second || o.jobs != 3 {
-		replay = fmt.Sprintf("make chaos CHAOS_FLAGS='-seed %d -duration %v -workers %d -ttl %v -jobs %d'", o.seed, o.duration, o.workers, o.ttl, o.jobs)
+	faults := "process and network faults only (-ops=false)"
+	if o.ops {
+		faults = "process, network and operator faults"
 	}
+	fmt.Fprintf(stdout, "chaos: seed %d, duration %v, 3 nodes, %d workers, TTL %v, %s\n", o.seed, o.duration, o.workers, o.ttl, faults)
+	flags := fmt.Sprintf("-seed %d -duration %v", o.seed, o.duration)
+	if o.workers != 20 || o.ttl != 2*time.Second || o.jobs != 3 {
+		flags += fmt.Sprintf(" -workers %d -ttl %v -jobs %d", o.workers, o.ttl, o.jobs)
+	}
+	if !o.ops {
+		flags += " -ops=false"
+	}
+	replay := fmt.Sprintf("make chaos CHAOS_FLAGS='%s'", flags)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -127,6 +137,9 @@ type suite struct {
 	workers  []string
 	jobs     []string
 	jobsNote string
+
+	cfgMu sync.Mutex
+	cfg   chaosConfig // the config file the nodes run with now
 
 	mu       sync.Mutex
 	faults   []*Fault
@@ -233,12 +246,19 @@ func (s *suite) setup(ctx context.Context) error {
 
 	cdir := filepath.Join(s.dir, "cluster")
 	mapPath := filepath.Join(s.dir, "routes.map")
+	s.cfg = chaosConfig{Workers: s.workers, Recorder: bins.Recorder, Dir: cdir, Jobs: s.jobs, Gen: map[string]int{}}
+	if s.opts.ops {
+		s.cfg.Slow = slowWorkers(s.workers)
+		s.cfg.ShutdownGrace = shutdownGraceFor(s.opts.ttl)
+		s.cfg.StopDelay = slowStopDelay(s.opts.ttl)
+		s.cfg.StopGrace = slowStopGrace(s.opts.ttl)
+	}
 	wrapped := bins
 	wrapped.Coordinator = self
 	opts := cluster.Options{
 		Nodes:    3,
 		TTL:      s.opts.ttl,
-		Config:   configYAML(s.workers, bins.Recorder, cdir, s.jobs),
+		Config:   s.cfg.YAML(),
 		Dir:      cdir,
 		Binaries: wrapped,
 		LogLevel: s.opts.logLevel,
@@ -288,6 +308,9 @@ func (s *suite) faultPhase(ctx context.Context) {
 	kinds := faultKinds
 	if s.net == nil {
 		kinds = kinds[:len(kinds)-1] // FaultPartition is last
+	}
+	if s.opts.ops {
+		kinds = append(append([]string(nil), kinds...), opKinds...)
 	}
 	p := newPlanner(s.opts.seed, s.opts.ttl, s.c.Len(), kinds)
 	for ctx.Err() == nil {
@@ -491,6 +514,7 @@ func (s *suite) teardown() []int {
 func (s *suite) check(res *Result, leftover []int) (*Result, error) {
 	res.Leftover = leftover
 	res.Problems = s.problems
+	res.ShutdownGrace = s.cfg.ShutdownGrace
 	res.Violations = cluster.CheckRuns(res.Runs)
 	res.Gaps = gapsOf(res.Runs)
 	if res.End == nil {
