@@ -26,7 +26,7 @@ func slowStopGrace(ttl time.Duration) time.Duration    { return roundD(ttl * 5) 
 
 // bucketRecreateWait is how long the nodes get to recreate a deleted workers bucket before
 // the suite restarts them, as an operator would.
-func bucketRecreateWait(ttl time.Duration) time.Duration { return 5*ttl + 10*time.Second }
+func bucketRecreateWait(ttl time.Duration) time.Duration { return 3*ttl + 5*time.Second }
 
 func roundD(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
 
@@ -169,6 +169,7 @@ func (s *suite) drain(ctx context.Context, f *Fault, n *cluster.Node) error {
 	if err != nil {
 		return fmt.Errorf("drain --undo %s: %w (last: %v)", n.Name(), err, last)
 	}
+	f.Note = "drained, then undone"
 	return nil
 }
 
