@@ -107,17 +107,18 @@ func (s *suite) reload(ctx context.Context, f *Fault) error {
 			return err
 		}
 	}
+	// A node that must stop a slow worker reloads only after shutdown_grace.
 	timeout := s.cfg.ShutdownGrace + s.cfg.StopDelay + 15*time.Second
+	deadline := time.Now().Add(timeout)
 	var late []string
 	for i, n := range nodes {
-		err := poll(ctx, timeout, func() bool { return logHas(n.LogPath(), offsets[i], "SIGHUP: config reloaded") })
+		err := poll(ctx, max(time.Until(deadline), 0), func() bool { return logHas(n.LogPath(), offsets[i], "SIGHUP: config reloaded") })
 		if err != nil && ctx.Err() == nil {
 			late = append(late, n.Name())
 		}
-		timeout = time.Second // the others reloaded at the same time
 	}
 	if len(late) > 0 {
-		return fmt.Errorf("%s did not log \"SIGHUP: config reloaded\" within %v", strings.Join(late, ", "), s.cfg.ShutdownGrace+s.cfg.StopDelay+15*time.Second)
+		return fmt.Errorf("%s did not log \"SIGHUP: config reloaded\" within %v", strings.Join(late, ", "), timeout)
 	}
 	f.Note = fmt.Sprintf("CHAOS_GEN of %s changed; every node reloaded", strings.Join(f.Workers, ","))
 	return nil
