@@ -32,7 +32,7 @@ bench: build
 chaos: build
 	$(GO) run ./chaos -bin $(BIN) $(CHAOS_FLAGS)
 
-# CI's run (about 1.5 minutes in all). CHAOS_SHORT_OPS=false runs it without operator faults.
+# CI's run (one minute of faults, about two in all). CHAOS_SHORT_OPS=false runs it without operator faults.
 CHAOS_SHORT_OPS ?= true
 chaos-short: build
 	$(GO) run ./chaos -bin $(BIN) -duration 60s -ops=$(CHAOS_SHORT_OPS) $(CHAOS_FLAGS)
