@@ -69,6 +69,7 @@
 // time together), copies that found the lock held, fencing tokens that did not increase,
 // cron ticks run twice, workers not running at the end, faults that failed or that the
 // cluster did not recover from, processes left behind. Any of them makes the exit status
-// 1. The seed and the command that replays the run are printed first and last. Ctrl-C
+// 1. (An operator fault whose every command was refused — a release racing a move — did
+// nothing: it counts as failed in the tables, not as a problem.) The seed and the command that replays the run are printed first and last. Ctrl-C
 // stops everything and exits 130.
 package main

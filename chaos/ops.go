@@ -28,6 +28,10 @@ func slowStopGrace(ttl time.Duration) time.Duration    { return roundD(ttl * 5) 
 // the suite restarts them, as an operator would.
 func bucketRecreateWait(ttl time.Duration) time.Duration { return 3*ttl + 5*time.Second }
 
+// errNoEffect marks an operator fault whose commands were all refused: it failed, but
+// changed nothing, so it is no problem of the run.
+var errNoEffect = errors.New("refused")
+
 func roundD(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
 
 // slowWorkers are the workers whose stop outlives shutdown_grace: every fifth from w02 on.
@@ -148,7 +152,7 @@ func (s *suite) release(ctx context.Context, f *Fault, n *cluster.Node) error {
 		s.harnessLog("fault #%d: %s", f.N, e)
 	}
 	if len(failed) == len(f.Workers) {
-		return fmt.Errorf("no release went through: %s", strings.Join(failed, "; "))
+		return fmt.Errorf("%w: no release went through: %s", errNoEffect, strings.Join(failed, "; "))
 	}
 	return nil
 }
