@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -22,28 +24,111 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestPlannerIsReproducible(t *testing.T) {
-	a, b := newPlanner(42, 2*time.Second, 3, faultKinds), newPlanner(42, 2*time.Second, 3, faultKinds)
-	kinds := map[string]int{}
-	for i := 0; i < 20; i++ {
-		fa, fb := a.next(), b.next()
-		if !reflect.DeepEqual(fa, fb) {
-			t.Fatalf("fault %d differs for one seed: %+v vs %+v", i+1, fa, fb)
+	all := append(append([]string(nil), faultKinds...), opKinds...)
+	for _, kinds := range [][]string{faultKinds, all} {
+		a, b := newPlanner(42, 2*time.Second, 3, kinds), newPlanner(42, 2*time.Second, 3, kinds)
+		count := map[string]int{}
+		rounds := 4
+		for i := 0; i < rounds*len(kinds); i++ {
+			fa, fb := a.next(), b.next()
+			if !reflect.DeepEqual(fa, fb) {
+				t.Fatalf("fault %d differs for one seed: %+v vs %+v", i+1, fa, fb)
+			}
+			count[fa.Kind]++
+			if fa.Kind == FaultPause && fa.Hold <= 2*time.Second {
+				t.Errorf("pause of %v is not longer than the TTL", fa.Hold)
+			}
+			if (fa.Node < 0) != (fa.Kind == FaultLeader) || fa.Node > 2 {
+				t.Errorf("fault %+v: bad node", fa)
+			}
+			if isOp(fa.Kind) != (fa.Count > 0) {
+				t.Errorf("fault %+v: operator faults and only they target workers", fa)
+			}
 		}
-		kinds[fa.Kind]++
-		if fa.Kind == FaultPause && fa.Hold <= 2*time.Second {
-			t.Errorf("pause of %v is not longer than the TTL", fa.Hold)
+		for _, k := range kinds {
+			if count[k] != rounds {
+				t.Errorf("%s planned %d times in %d faults, want %d", k, count[k], rounds*len(kinds), rounds)
+			}
 		}
-		if (fa.Node < 0) != (fa.Kind == FaultLeader) || fa.Node > 2 {
-			t.Errorf("fault %+v: bad node", fa)
+		if c := newPlanner(43, 2*time.Second, 3, kinds).next(); reflect.DeepEqual(c, newPlanner(42, 2*time.Second, 3, kinds).next()) {
+			t.Errorf("seeds 42 and 43 plan the same first fault %+v", c)
 		}
 	}
-	for _, k := range faultKinds {
-		if kinds[k] != 4 { // 20 faults = 4 rounds of every kind
-			t.Errorf("%s planned %d times in 20 faults, want 4", k, kinds[k])
+}
+
+func TestPickWorkers(t *testing.T) {
+	s := &suite{}
+	for i := range 20 {
+		s.workers = append(s.workers, fmt.Sprintf("w%02d", i))
+	}
+	s.cfg.Slow = slowWorkers(s.workers)
+	if len(s.cfg.Slow) != 4 || !s.cfg.Slow["w02"] || !s.cfg.Slow["w17"] {
+		t.Errorf("slow workers %v, want w02, w07, w12, w17", s.cfg.Slow)
+	}
+	f := Fault{Kind: FaultRelease, Pick: 7, Count: 5}
+	a, b := s.pickWorkers(&f), s.pickWorkers(&f)
+	if len(a) != 5 || !reflect.DeepEqual(a, b) {
+		t.Errorf("picks %v and %v; want the same 5 workers for one Pick", a, b)
+	}
+	seen := map[string]bool{}
+	for _, w := range a {
+		if seen[w] {
+			t.Errorf("%s picked twice in %v", w, a)
+		}
+		seen[w] = true
+	}
+	for pick := range uint64(20) {
+		if w := s.pickWorkers(&Fault{Kind: FaultSlowStop, Pick: pick, Count: 1}); len(w) != 1 || !s.cfg.Slow[w[0]] {
+			t.Errorf("slow-stop picked %v, not a slow worker", w)
 		}
 	}
-	if c := newPlanner(43, 2*time.Second, 3, faultKinds).next(); reflect.DeepEqual(c, newPlanner(42, 2*time.Second, 3, faultKinds).next()) {
-		t.Errorf("seeds 42 and 43 plan the same first fault %+v", c)
+	if w := s.pickWorkers(&Fault{Kind: FaultBucketDelete, Pick: 1, Count: 1}); w != nil {
+		t.Errorf("bucket-delete picked %v", w)
+	}
+}
+
+// TestSummaryCountsOverlapsByPlace: the summary tells overlaps on one node from those
+// across nodes and counts faults per kind.
+func TestSummaryCountsOverlapsByPlace(t *testing.T) {
+	ms := cluster.Mono(time.Millisecond)
+	run := func(node string, pid int, token uint64, start, end cluster.Mono) cluster.Run {
+		return cluster.Run{Worker: "w00", Node: node, PID: pid, Token: token, Start: start * ms, End: end * ms, Stopped: true}
+	}
+	runs := []cluster.Run{
+		run("n0", 1, 5, 0, 1000),
+		run("n0", 2, 6, 800, 2000),  // 200 ms on one node, after #1
+		run("n1", 3, 7, 1500, 3000), // 500 ms across nodes, after #2
+		run("n2", 4, 1, 4000, 5000), // token back to 1
+	}
+	faults := []*Fault{
+		{N: 1, Kind: FaultReload, NodeName: "n0", Start: 500 * ms, Healed: 600 * ms, Recovered: 700 * ms, Workers: []string{"w00"}},
+		{N: 2, Kind: FaultKVDelete, NodeName: "n1", Start: 1400 * ms, Healed: 1400 * ms, Recovered: 1500 * ms, Workers: []string{"w00"}, Note: "claims hit: w00@9"},
+		{N: 3, Kind: FaultKVDelete, NodeName: "n1", Start: 3500 * ms, Healed: 3500 * ms, Recovered: 3600 * ms, Err: errors.New("boom")},
+	}
+	res := &Result{Runs: runs, Violations: cluster.CheckRuns(runs), Gaps: gapsOf(runs),
+		End: map[string]WorkerEnd{"w00": {Running: true, Node: "n2", Token: 1}}, ShutdownGrace: 3 * time.Second}
+	if !res.Failed() {
+		t.Fatal("a run with overlaps passed")
+	}
+	one, across := overlaps(res.Violations)
+	if one.N != 1 || one.Longest != 200*time.Millisecond || across.N != 1 || across.Longest != 500*time.Millisecond {
+		t.Errorf("one node %+v, across %+v", one, across)
+	}
+	var out strings.Builder
+	res.print(&out, []string{"w00"}, faults, nil, "", func(time.Time) cluster.Mono { return 0 })
+	got := strings.Join(strings.Fields(out.String()), " ") // the columns' padding aside
+	for _, want := range []string{
+		"on one node 1 (longest 200ms, total 200ms)",
+		"across nodes 1 (longest 500ms, total 500ms)",
+		"fencing tokens not increasing 1",
+		"kv-del 2 1 1",
+		"reload 1 0 1",
+		"FAILED: boom",
+		"claims hit: w00@9",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 
@@ -61,15 +146,28 @@ func TestRewritePeers(t *testing.T) {
 
 func TestConfigWithJobsIsValid(t *testing.T) {
 	dir := t.TempDir()
-	y := configYAML([]string{"w00", "w01"}, "/bin/recorder", dir, []string{"cron0"})
+	c := chaosConfig{Workers: []string{"w00", "w01"}, Recorder: "/bin/recorder", Dir: dir, Jobs: []string{"cron0"},
+		Slow: map[string]bool{"w01": true}, StopDelay: 5 * time.Second, StopGrace: 10 * time.Second,
+		ShutdownGrace: 3 * time.Second, Gen: map[string]int{"w00": 2}}
+	y := c.YAML()
 	f, err := config.Parse("chaos.yaml", []byte(y))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, y)
 	}
-	if len(f.Workers) != 2 || len(f.Jobs) != 1 || f.Jobs[0].Schedule != "@every 1s" {
+	if len(f.Workers) != 2 || len(f.Jobs) != 1 || f.Jobs[0].Schedule != "@every 1s" || f.Jobs[0].RetryLost {
 		t.Errorf("parsed %d workers, %d jobs: %+v", len(f.Workers), len(f.Jobs), f.Jobs)
 	}
-	if _, err := config.Parse("chaos.yaml", []byte(configYAML(nil, "/bin/recorder", dir, nil))); err != nil {
+	if time.Duration(f.Timing.ShutdownGrace) != 3*time.Second {
+		t.Errorf("shutdown_grace %v, want 3s", f.Timing.ShutdownGrace)
+	}
+	w0, w1 := f.Workers[0], f.Workers[1]
+	if w0.Env["CHAOS_GEN"] != "2" || w0.Env["RECORDER_ON_OVERLAP"] != "run" || w0.Env["RECORDER_STOP_DELAY"] != "" {
+		t.Errorf("w00 env %v", w0.Env)
+	}
+	if w1.Env["RECORDER_STOP_DELAY"] != "5s" || time.Duration(w1.StopGrace) != 10*time.Second {
+		t.Errorf("slow w01: env %v, stop_grace %v", w1.Env, w1.StopGrace)
+	}
+	if _, err := config.Parse("chaos.yaml", []byte(chaosConfig{Recorder: "/bin/recorder", Dir: dir}.YAML())); err != nil {
 		t.Error(err)
 	}
 }

@@ -81,6 +81,64 @@ type Result struct {
 	Leftover   []int       // processes alive after Close
 	Problems   []string    // faults that failed, recoveries that timed out
 	Unknown    int         // route connections whose dialer was not identified
+	// ShutdownGrace of the nodes when the config sets one (-ops): stops that took longer
+	// are counted.
+	ShutdownGrace time.Duration
+}
+
+// overlapStats sums up the overlap violations of one kind of placement.
+type overlapStats struct {
+	N       int
+	Longest time.Duration
+	Total   time.Duration
+}
+
+func (o overlapStats) String() string {
+	if o.N == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (longest %s, total %s)", o.N, fmtDur(o.Longest), fmtDur(o.Total))
+}
+
+// overlaps counts the overlap violations on one node and across nodes.
+func overlaps(vs []cluster.Violation) (oneNode, across overlapStats) {
+	for _, v := range vs {
+		if v.Kind != cluster.ViolationOverlap {
+			continue
+		}
+		o := &across
+		if v.SameNode() {
+			o = &oneNode
+		}
+		o.N++
+		o.Total += v.Together()
+		o.Longest = max(o.Longest, v.Together())
+	}
+	return oneNode, across
+}
+
+// faultOf is the index of the fault during or after which stamp falls (the last one
+// injected before it), or -1.
+func faultOf(at cluster.Mono, faults []*Fault) int {
+	i := -1
+	for k, f := range faults {
+		if f.Start <= at {
+			i = k
+		}
+	}
+	return i
+}
+
+// overlapsPerFault counts overlap violations by the fault that was last injected when the
+// second copy started.
+func overlapsPerFault(vs []cluster.Violation, faults []*Fault) map[int]int {
+	out := map[int]int{}
+	for _, v := range vs {
+		if v.Kind == cluster.ViolationOverlap {
+			out[faultOf(v.B.Start, faults)]++
+		}
+	}
+	return out
 }
 
 // Failed reports whether the run found any violation.
@@ -163,7 +221,8 @@ func (r *Result) print(w io.Writer, workers []string, faults []*Fault, jobs []st
 	if len(faults) == 0 {
 		fmt.Fprintln(w, "  none injected (the run was too short for one)")
 	} else {
-		fmt.Fprintln(tw, "  fault\theld\trecovered after\tworkers interrupted\tlongest interruption")
+		perFault := overlapsPerFault(r.Violations, faults)
+		fmt.Fprintln(tw, "  fault\theld\trecovered after\tworkers interrupted\tlongest interruption\toverlaps begun\twhat it did")
 		for i, f := range faults {
 			until := cluster.Mono(1<<63 - 1)
 			if i+1 < len(faults) {
@@ -192,8 +251,42 @@ func (r *Result) print(w io.Writer, workers []string, faults []*Fault, jobs []st
 			if n > 0 {
 				long = fmtDur(longest) + " (" + who + ")"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", f.Label(), fmtDur(f.Healed.Sub(f.Start)), rec, n, long)
+			note := f.Note
+			if len(f.Workers) > 0 && f.Kind != FaultReload {
+				note = strings.Join(f.Workers, ",") + ": " + note
+			}
+			if f.Err != nil {
+				note = "FAILED: " + f.Err.Error()
+			}
+			if note == "" {
+				note = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%d\t%s\n", f.Label(), fmtDur(f.Healed.Sub(f.Start)), rec, n, long, perFault[i], note)
 		}
+		tw.Flush()
+		if perFault[-1] > 0 {
+			fmt.Fprintf(w, "  (%d overlaps began before the first fault)\n", perFault[-1])
+		}
+
+		fmt.Fprintln(w, "\nfault counts per kind:")
+		fmt.Fprintln(tw, "  kind\tinjected\tfailed\toverlaps begun after one")
+		var kinds []string
+		count, failed, ov := map[string]int{}, map[string]int{}, map[string]int{}
+		for i, f := range faults {
+			if count[f.Kind] == 0 {
+				kinds = append(kinds, f.Kind)
+			}
+			count[f.Kind]++
+			if f.Err != nil {
+				failed[f.Kind]++
+			}
+			ov[f.Kind] += perFault[i]
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", k, count[k], failed[k], ov[k])
+		}
+		fmt.Fprintf(tw, "  total\t%d\t%d\t%d\n", len(faults), sumValues(failed), sumValues(ov))
 		tw.Flush()
 	}
 
@@ -205,11 +298,23 @@ func (r *Result) print(w io.Writer, workers []string, faults []*Fault, jobs []st
 	}
 	fmt.Fprintln(w, "\nchecks:")
 	fmt.Fprintln(tw, "  check\tfound\tmust be")
-	fmt.Fprintf(tw, "  overlapping runs of one worker\t%d\t0\n", countKind(r.Violations, cluster.ViolationOverlap))
-	fmt.Fprintf(tw, "  copies refused by the worker's lock\t%d\t0\n", countKind(r.Violations, cluster.ViolationLock))
+	oneNode, across := overlaps(r.Violations)
+	lockOne, lockAcross := 0, 0
+	for _, v := range r.Violations {
+		if v.Kind == cluster.ViolationLock {
+			if v.SameNode() {
+				lockOne++
+			} else {
+				lockAcross++
+			}
+		}
+	}
+	fmt.Fprintf(tw, "  overlapping runs of one worker on one node\t%s\t0\n", oneNode)
+	fmt.Fprintf(tw, "  overlapping runs of one worker across nodes\t%s\t0\n", across)
+	fmt.Fprintf(tw, "  copies that found the worker's lock held (one node / across)\t%d / %d\t0\n", lockOne, lockAcross)
 	fmt.Fprintf(tw, "  fencing tokens not increasing\t%d\t0\n", countKind(r.Violations, cluster.ViolationToken))
 	if r.Ticks != nil {
-		fmt.Fprintf(tw, "  duplicate cron ticks (%d jobs, %d ticks run)\t%d\t0\n", len(jobs), tickCount(r.Ticks), len(r.Ticks.Duplicates))
+		fmt.Fprintf(tw, "  duplicate cron ticks (%d jobs, retry_lost off, %d ticks run)\t%d\t0\n", len(jobs), tickCount(r.Ticks), len(r.Ticks.Duplicates))
 	} else {
 		fmt.Fprintf(tw, "  duplicate cron ticks\tskipped\t0\n")
 	}
@@ -219,6 +324,16 @@ func (r *Result) print(w io.Writer, workers []string, faults []*Fault, jobs []st
 	tw.Flush()
 	if jobsNote != "" {
 		fmt.Fprintf(w, "  (cron jobs: %s)\n", jobsNote)
+	}
+	if r.ShutdownGrace > 0 {
+		slow, longest := 0, time.Duration(0)
+		for _, x := range r.Runs {
+			if d := x.StopTook(); d > r.ShutdownGrace {
+				slow++
+				longest = max(longest, d)
+			}
+		}
+		fmt.Fprintf(w, "  (stops that outlived shutdown_grace %v: %d, the longest %s)\n", r.ShutdownGrace, slow, fmtDur(longest))
 	}
 	if r.Unknown > 0 {
 		fmt.Fprintf(w, "  note: %d route connections of unidentified origin were held during partitions\n", r.Unknown)
@@ -242,6 +357,14 @@ func (r *Result) print(w io.Writer, workers []string, faults []*Fault, jobs []st
 	if len(r.Leftover) > 0 {
 		fmt.Fprintf(w, "processes still alive after Close: %v\n", r.Leftover)
 	}
+}
+
+func sumValues(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func tickCount(t *tickReport) int {

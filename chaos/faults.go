@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/jetcoord/coordinator/internal/cluster"
@@ -20,16 +21,45 @@ const (
 	FaultPartition = "partition"   // cut a node's routes off from the others for Hold, then heal
 )
 
-// faultKinds are every kind, FaultPartition last (left out when the proxies cannot run).
+// Operator faults (-ops): what an operator does to a running cluster. Node is the node
+// signalled, drained or whose NATS client port the command uses.
+const (
+	FaultReload       = "reload"        // change the env of 1–3 workers in the config file, SIGHUP every node
+	FaultSlowStop     = "slow-stop"     // `coordinator release` of a worker whose stop outlives shutdown_grace
+	FaultKVDelete     = "kv-del"        // `nats kv del` of 1–3 live claims
+	FaultKVPurge      = "kv-purge"      // `nats kv purge` of 1–3 live claims
+	FaultMarker       = "expiry-marker" // the server's MaxAge marker written early on 1–3 live claims
+	FaultBucketDelete = "bucket-delete" // delete the workers bucket
+	FaultRelease      = "release-burst" // `coordinator release` of 3–6 workers at once
+	FaultDrain        = "drain"         // `coordinator drain NODE`, `drain --undo` after Hold
+)
+
+// faultKinds are every process and network kind, FaultPartition last (left out when the
+// proxies cannot run).
 var faultKinds = []string{FaultKill, FaultPause, FaultTerm, FaultLeader, FaultPartition}
+
+// opKinds are the operator faults, added with -ops.
+var opKinds = []string{FaultReload, FaultSlowStop, FaultKVDelete, FaultKVPurge, FaultMarker, FaultBucketDelete, FaultRelease, FaultDrain}
+
+// isOp reports whether kind is an operator fault.
+func isOp(kind string) bool {
+	for _, k := range opKinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
 
 // Fault is one planned and, once injected, performed fault.
 type Fault struct {
 	N     int
 	Kind  string
 	Node  int           // node index; for FaultLeader decided when injected
-	Hold  time.Duration // how long the node stays down, paused or cut off
+	Hold  time.Duration // how long the node stays down, paused, cut off or drained
 	Quiet time.Duration // wait before injecting, after the previous recovery
+	Pick  uint64        // seeds the choice of workers of an operator fault
+	Count int           // how many workers an operator fault targets
 
 	// Filled in when injected.
 	NodeName  string
@@ -38,6 +68,8 @@ type Fault struct {
 	Healed    cluster.Mono // restarted, resumed or healed
 	Recovered cluster.Mono // every node ready and the workers stream current again; 0 if not
 	Err       error
+	Workers   []string // the workers an operator fault acted on
+	Note      string   // what an operator fault did, e.g. "2 of 3 had no claim"
 }
 
 func (f Fault) String() string {
@@ -50,6 +82,13 @@ func (f Fault) String() string {
 		return fmt.Sprintf("#%d term %s, down %v", f.N, f.NodeName, f.Hold.Round(100*time.Millisecond))
 	case FaultPartition:
 		return fmt.Sprintf("#%d partition %s for %v", f.N, f.NodeName, f.Hold.Round(100*time.Millisecond))
+	case FaultDrain:
+		return fmt.Sprintf("#%d drain %s for %v", f.N, f.NodeName, f.Hold.Round(100*time.Millisecond))
+	case FaultBucketDelete:
+		return fmt.Sprintf("#%d bucket-delete via %s", f.N, f.NodeName)
+	}
+	if isOp(f.Kind) {
+		return fmt.Sprintf("#%d %s %s via %s", f.N, f.Kind, strings.Join(f.Workers, ","), f.NodeName)
 	}
 	return fmt.Sprintf("#%d %s", f.N, f.Kind)
 }
@@ -92,8 +131,18 @@ func (p *planner) next() Fault {
 	node := p.rng.IntN(p.nodes)
 	u := p.rng.Float64()
 	quiet := p.scale(1, 3, p.rng.Float64())
+	pick := p.rng.Uint64()
+	count := 1 + int(u*3) // 1–3
 	var hold time.Duration
 	switch kind {
+	case FaultRelease:
+		count = 3 + int(u*4) // 3–6
+	case FaultSlowStop, FaultBucketDelete, FaultDrain:
+		count = 1
+	}
+	switch kind {
+	case FaultDrain:
+		hold = p.scale(1, 3, u)
 	case FaultKill, FaultLeader:
 		hold = p.scale(0.5, 2.5, u)
 	case FaultPause:
@@ -106,7 +155,10 @@ func (p *planner) next() Fault {
 	if kind == FaultLeader {
 		node = -1
 	}
-	return Fault{N: p.n, Kind: kind, Node: node, Hold: hold, Quiet: quiet}
+	if !isOp(kind) {
+		pick, count = 0, 0
+	}
+	return Fault{N: p.n, Kind: kind, Node: node, Hold: hold, Quiet: quiet, Pick: pick, Count: count}
 }
 
 // scale maps u in [0,1) to [lo, hi) TTLs.
@@ -117,7 +169,14 @@ func (p *planner) scale(lo, hi, u float64) time.Duration {
 // Budget is how long a fault is expected to take at most, recovery included; the suite
 // injects one only when that much of the run is left.
 func (f Fault) Budget(ttl time.Duration) time.Duration {
-	return f.Quiet + f.Hold + 3*ttl + 10*time.Second
+	b := f.Quiet + f.Hold + 3*ttl + 10*time.Second
+	switch f.Kind {
+	case FaultBucketDelete:
+		b += bucketRecreateWait(ttl) + 30*time.Second // and maybe restarts
+	case FaultSlowStop, FaultReload, FaultRelease, FaultDrain:
+		b += slowStopDelay(ttl)
+	}
+	return b
 }
 
 // inject performs f on the cluster: the fault, its hold time and the end of it (restart,
@@ -138,6 +197,9 @@ func (s *suite) inject(ctx context.Context, f *Fault) error {
 	n := c.Node(f.Node)
 	f.NodeName = n.Name()
 	f.Leader = leader == n.Name()
+	if isOp(f.Kind) {
+		f.Workers = s.pickWorkers(f)
+	}
 	if f.Leader && f.Kind != FaultLeader {
 		s.printf("fault %s (it leads the workers stream)", f)
 	} else {
@@ -177,6 +239,10 @@ func (s *suite) inject(ctx context.Context, f *Fault) error {
 		s.net.Isolate(f.Node)
 		sleep(ctx, f.Hold)
 		s.net.Heal()
+	case FaultReload, FaultSlowStop, FaultKVDelete, FaultKVPurge, FaultMarker, FaultBucketDelete, FaultRelease, FaultDrain:
+		if err := s.injectOp(ctx, f, n); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("unknown fault kind %q", f.Kind)
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // TicksFile is the log the cron jobs' commands append to, in the cluster's directory.
@@ -23,9 +24,27 @@ func tickCommand(path string) []string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// configYAML is the config file every node runs with: the workers (each running the
-// recorder) and, if any, the per-second cron jobs.
-func configYAML(workers []string, recorder, dir string, jobs []string) string {
+// chaosConfig is the config file every node runs with: the workers (each running the
+// recorder) and, if any, the per-second cron jobs. The operator faults rewrite it.
+type chaosConfig struct {
+	Workers  []string
+	Recorder string
+	Dir      string // the cluster's directory: runs.log, ticks.log
+	Jobs     []string
+	// Slow workers trap their stop signal and stop only StopDelay later, past
+	// ShutdownGrace; their StopGrace (before SIGKILL) is longer still. Zero durations are
+	// left out of the file.
+	Slow          map[string]bool
+	StopDelay     time.Duration
+	StopGrace     time.Duration
+	ShutdownGrace time.Duration
+	// Gen is each worker's reload generation, in its environment as CHAOS_GEN: a reload
+	// fault raises it, so that the node sees a changed worker.
+	Gen map[string]int
+}
+
+// YAML renders the config file.
+func (c chaosConfig) YAML() string {
 	var b strings.Builder
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) }
 	list := func(ss []string) string {
@@ -35,19 +54,37 @@ func configYAML(workers []string, recorder, dir string, jobs []string) string {
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	}
-	if len(workers) == 0 {
+	if c.ShutdownGrace > 0 {
+		fmt.Fprintf(&b, "timing:\n  shutdown_grace: %s\n", c.ShutdownGrace)
+	}
+	if len(c.Workers) == 0 {
 		b.WriteString("workers: []\n")
 	} else {
 		b.WriteString("workers:\n")
 	}
-	for _, w := range workers {
-		fmt.Fprintf(&b, "  - name: %s\n    command: %s\n", q(w), list([]string{recorder, dir}))
+	for _, w := range c.Workers {
+		fmt.Fprintf(&b, "  - name: %s\n    command: %s\n", q(w), list([]string{c.Recorder, c.Dir}))
+		// A copy that finds another one running records the overlap and runs on, as a
+		// real second copy would.
+		fmt.Fprintf(&b, "    env:\n      RECORDER_ON_OVERLAP: run\n")
+		if g := c.Gen[w]; g > 0 {
+			fmt.Fprintf(&b, "      CHAOS_GEN: \"%d\"\n", g)
+		}
+		if c.Slow[w] {
+			if c.StopDelay > 0 {
+				fmt.Fprintf(&b, "      RECORDER_STOP_DELAY: %s\n", c.StopDelay)
+			}
+			if c.StopGrace > 0 {
+				fmt.Fprintf(&b, "    stop_grace: %s\n", c.StopGrace)
+			}
+		}
 	}
-	if len(jobs) > 0 {
+	if len(c.Jobs) > 0 {
 		b.WriteString("jobs:\n")
 	}
-	for _, j := range jobs {
-		fmt.Fprintf(&b, "  - name: %s\n    schedule: \"@every 1s\"\n    command: %s\n", q(j), list(tickCommand(filepath.Join(dir, TicksFile))))
+	for _, j := range c.Jobs {
+		// retry_lost stays off: a tick that ran twice is then always a violation.
+		fmt.Fprintf(&b, "  - name: %s\n    schedule: \"@every 1s\"\n    retry_lost: false\n    command: %s\n", q(j), list(tickCommand(filepath.Join(c.Dir, TicksFile))))
 	}
 	return b.String()
 }

@@ -434,6 +434,20 @@ func (c *Cluster) Dir() string { return c.dir }
 // ConfigPath is the config file every node runs with.
 func (c *Cluster) ConfigPath() string { return c.cfgPath }
 
+// WriteConfig replaces the config file every node runs with. A running node reads it
+// again on Node.Reload (SIGHUP) or when it is started again. The file is written aside and
+// renamed into place, so that a node never reads half of it.
+func (c *Cluster) WriteConfig(yaml string) error {
+	tmp := c.cfgPath + ".new"
+	if err := os.WriteFile(tmp, []byte(yaml), 0o644); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := os.Rename(tmp, c.cfgPath); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
 // Binaries are the programs the cluster runs.
 func (c *Cluster) Binaries() Binaries { return c.opts.Binaries }
 

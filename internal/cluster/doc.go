@@ -7,7 +7,7 @@
 //		Workers: []cluster.WorkerSpec{{Name: "billing"}}, // runs the recorder
 //	})
 //	owner, _ := c.WaitOwner("billing", time.Minute, nil)
-//	c.NodeByName(owner.Node).Kill()               // SIGKILL; also Term, Stop/Cont, Restart
+//	c.NodeByName(owner.Node).Kill()               // SIGKILL; also Term, Stop/Cont, Restart, Reload
 //	runs, _ := c.Runs()
 //	for _, v := range cluster.CheckRuns(runs) { t.Error(v) }
 //
@@ -34,10 +34,12 @@
 //
 // A WorkerSpec without a Command runs the recorder (internal/cluster/recorder): it takes an
 // flock on the worker's lock file, or writes an OVERLAP line and exits 3 when another copy
-// holds it, and writes start, beat (every 100 ms) and stop lines with CLOCK_MONOTONIC
-// stamps to the cluster's runs.log. ReadRuns turns the log into Runs; CheckRuns finds
-// overlapping runs, refused locks and fencing tokens that went backwards; Gaps finds the
-// longest time each worker ran nowhere. Mono stamps from MonoNow compare directly with the
+// holds it (with RECORDER_ON_OVERLAP=run it runs on regardless), and writes start, beat
+// (every 100 ms) and stop lines with CLOCK_MONOTONIC stamps to the cluster's runs.log;
+// RECORDER_STOP_DELAY makes its stop take a while. ReadRuns turns the log into Runs;
+// CheckRuns finds overlapping runs (Violation.SameNode tells two copies under one
+// coordinator from copies on two nodes), refused locks with the copy that held them, and
+// fencing tokens that went backwards; Gaps finds the longest time each worker ran nowhere. Mono stamps from MonoNow compare directly with the
 // recorder's, so a test measures, say, the time from a kill to the next start.
 //
 // # Without testing

@@ -194,6 +194,16 @@ func (n *Node) Signal(sig syscall.Signal) error {
 	return p.signal(sig)
 }
 
+// Reload sends SIGHUP: the coordinator reads its config file again (see
+// Cluster.WriteConfig).
+func (n *Node) Reload() error {
+	if err := n.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("cluster: reload %s: %w", n.name, err)
+	}
+	n.c.logf("cluster: %s reloads its config", n.name)
+	return nil
+}
+
 // Stop pauses the coordinator process with SIGSTOP — the process only, not its
 // watchdogs or supervised commands — and waits until the kernel shows it stopped.
 func (n *Node) Stop() error {

@@ -115,3 +115,84 @@ func TestRecorderIgnoringStop(t *testing.T) {
 		t.Errorf("a recorder that ignores SIGTERM wrote a stop line: %v", beats[0])
 	}
 }
+
+// TestRecorderRunsOnOverlap: with RECORDER_ON_OVERLAP=run a second copy says OVERLAP and
+// runs anyway, so that the checker sees how long both ran, and on which nodes.
+func TestRecorderRunsOnOverlap(t *testing.T) {
+	dir := t.TempDir()
+	start := func(node, token string) *exec.Cmd {
+		cmd := exec.Command(bins.Recorder, dir)
+		cmd.Env = append(os.Environ(), "COORD_WORKER=w", "COORD_NODE="+node, "COORD_TOKEN="+token, "RECORDER_ON_OVERLAP=run")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	first := start("a", "1")
+	waitRuns(t, dir, func(rs []Run) bool { return len(rs) == 1 && rs[0].LastBeat != 0 })
+	second := start("a", "2")
+	waitRuns(t, dir, func(rs []Run) bool {
+		w := RunsOf(rs, "w")
+		return len(w) == 2 && w[1].LastBeat != 0
+	})
+	_ = first.Process.Kill() // SIGKILL: the first run ends at its last beat
+	_ = first.Wait()
+	_ = second.Process.Signal(syscall.SIGTERM)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second copy: %v, want exit 0", err)
+	}
+	runs, err := ReadRuns(filepath.Join(dir, RunsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := RunsOf(runs, "w"); len(w) != 2 || !w[1].Unlocked || w[0].Unlocked || !w[1].Stopped {
+		t.Fatalf("runs of w: %v", w)
+	}
+	var overlap, lock int
+	for _, v := range CheckRuns(runs) {
+		if !v.SameNode() {
+			t.Errorf("%v: not seen as on one node", v)
+		}
+		switch v.Kind {
+		case ViolationOverlap:
+			overlap++
+			if v.Together() < BeatInterval {
+				t.Errorf("%v: together %v, want at least a beat", v, v.Together())
+			}
+		case ViolationLock:
+			lock++
+			if v.B.PID != first.Process.Pid {
+				t.Errorf("%v: holder pid %d, want %d", v, v.B.PID, first.Process.Pid)
+			}
+		}
+	}
+	if overlap != 1 || lock != 1 {
+		t.Errorf("%d overlap and %d lock violations, want 1 and 1: %v", overlap, lock, CheckRuns(runs))
+	}
+}
+
+// TestRecorderStopDelay: RECORDER_STOP_DELAY keeps a stopped copy beating for the delay,
+// like a command that traps SIGTERM and takes its time.
+func TestRecorderStopDelay(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(bins.Recorder, dir)
+	cmd.Env = append(os.Environ(), "COORD_WORKER=w", "COORD_NODE=a", "COORD_TOKEN=1", "RECORDER_STOP_DELAY=500ms")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitRuns(t, dir, func(rs []Run) bool { return len(rs) == 1 && rs[0].LastBeat != 0 })
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM) // a second signal does not cut the delay short
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("recorder: %v, want exit 0", err)
+	}
+	runs, err := ReadRuns(filepath.Join(dir, RunsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || !runs[0].Stopped || runs[0].Signalled == 0 || runs[0].StopTook() < 500*time.Millisecond {
+		t.Errorf("runs %v, stop took %v; want one stopped run that took at least 500ms", runs, runs[0].StopTook())
+	}
+}

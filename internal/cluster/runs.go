@@ -43,11 +43,14 @@ const BeatInterval = 100 * time.Millisecond
 //
 //	start   <worker> <node> <token> <mono ns> <pid>   the copy holds the worker's lock
 //	beat    <worker> <node> <token> <mono ns> <pid>   every BeatInterval
+//	term    <worker> <node> <token> <mono ns> <pid>   first stop signal, with RECORDER_STOP_DELAY
 //	stop    <worker> <node> <token> <mono ns> <pid>   on SIGTERM, SIGINT or SIGHUP; exit 0
-//	OVERLAP <worker> <node> <token> <mono ns> <pid>   the lock was held by another copy; exit 3
+//	OVERLAP <worker> <node> <token> <mono ns> <pid>   the lock was held by another copy; exit 3,
+//	                                                   or a start line follows (RECORDER_ON_OVERLAP=run)
 const (
 	lineStart   = "start"
 	lineBeat    = "beat"
+	lineTerm    = "term"
 	lineStop    = "stop"
 	lineOverlap = "OVERLAP"
 )
@@ -75,6 +78,20 @@ type Run struct {
 	// Overlap marks a copy that found the worker's lock held by another live copy and
 	// exited at once; Start and End are its stamp. CheckRuns reports every one.
 	Overlap bool
+	// Unlocked marks a run that started while another copy held the lock (its OVERLAP line
+	// came first, RECORDER_ON_OVERLAP=run): it proves nothing about when that copy ended.
+	Unlocked bool
+	// Signalled is when a copy with RECORDER_STOP_DELAY got its stop signal; 0 if never.
+	Signalled Mono
+}
+
+// StopTook is how long the copy ran on after its stop signal (0 when it was not asked to
+// stop, or said nothing about it).
+func (r Run) StopTook() time.Duration {
+	if r.Signalled == 0 {
+		return 0
+	}
+	return r.End.Sub(r.Signalled)
 }
 
 // Duration is how long the run lasted.
@@ -108,7 +125,8 @@ func ReadRuns(path string) ([]Run, error) {
 		data = data[:i+1]
 	}
 	var runs []*Run
-	current := map[int]*Run{} // pid → its latest run
+	current := map[int]*Run{}   // pid → its latest run
+	refused := map[int]string{} // pid → worker, after an OVERLAP line
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
@@ -130,10 +148,22 @@ func ReadRuns(path string) ([]Run, error) {
 			r := &Run{Worker: f[1], Node: f[2], Token: token, PID: pid, Start: at, End: at.Add(BeatInterval)}
 			if f[0] != lineStart {
 				r.Overlap, r.End = true, at
+				refused[pid] = r.Worker
 			} else {
+				r.Unlocked = refused[pid] == r.Worker
+				delete(refused, pid)
 				current[pid] = r
 			}
 			runs = append(runs, r)
+		case lineTerm:
+			r := current[pid]
+			if r == nil || r.Worker != f[1] {
+				return nil, fmt.Errorf("cluster: %s:%d: %s of pid %d without a start", path, n, f[0], pid)
+			}
+			if r.Signalled == 0 {
+				r.Signalled = at
+			}
+			r.LastBeat, r.End = at, at.Add(BeatInterval)
 		case lineBeat, lineStop:
 			r := current[pid]
 			if r == nil || r.Worker != f[1] {
@@ -166,7 +196,9 @@ func ReadRuns(path string) ([]Run, error) {
 		if n, ok := next[r.Worker]; ok && !r.Stopped && r.End > n {
 			r.End = n
 		}
-		next[r.Worker] = r.Start
+		if !r.Unlocked {
+			next[r.Worker] = r.Start
+		}
 	}
 	return out, nil
 }
@@ -188,9 +220,23 @@ const (
 type Violation struct {
 	Kind   string
 	Worker string
-	// A and B are the runs concerned; A alone for ViolationLock (the refused copy).
+	// A and B are the runs concerned. For ViolationLock A is the refused copy and B the
+	// run that held the lock then, if its start line is in the log (else B.PID is 0).
 	A, B   Run
 	Detail string
+}
+
+// SameNode reports whether both runs of the violation ran on one node — two copies under
+// one coordinator, which no per-node lock of the coordinator's own would have allowed.
+func (v Violation) SameNode() bool { return v.B.PID != 0 && v.A.Node == v.B.Node }
+
+// Together is how long the two runs of a ViolationOverlap ran at the same time (0 for the
+// other kinds).
+func (v Violation) Together() time.Duration {
+	if v.Kind != ViolationOverlap {
+		return 0
+	}
+	return min(v.A.End, v.B.End).Sub(v.B.Start)
 }
 
 func (v Violation) String() string {
@@ -204,21 +250,36 @@ func CheckRuns(runs []Run) []Violation {
 	for worker, rs := range byWorker(runs) {
 		var live []Run
 		for _, r := range rs {
-			if r.Overlap {
-				out = append(out, Violation{Kind: ViolationLock, Worker: worker, A: r,
-					Detail: fmt.Sprintf("pid %d on %s (token %d) found the lock held by another copy at %d", r.PID, r.Node, r.Token, r.Start)})
+			if !r.Overlap {
+				live = append(live, r)
+			}
+		}
+		for _, r := range rs {
+			if !r.Overlap {
 				continue
 			}
-			live = append(live, r)
+			v := Violation{Kind: ViolationLock, Worker: worker, A: r}
+			for _, h := range live { // the latest run alive at r's stamp held the lock
+				if h.Start <= r.Start && r.Start <= h.End && h.PID != r.PID {
+					v.B = h
+				}
+			}
+			held := "another copy"
+			if v.B.PID != 0 {
+				held = fmt.Sprintf("pid %d on %s (token %d)", v.B.PID, v.B.Node, v.B.Token)
+			}
+			v.Detail = fmt.Sprintf("pid %d on %s (token %d) found the lock held by %s at %d%s", r.PID, r.Node, r.Token, held, r.Start, where(v))
+			out = append(out, v)
 		}
 		for i, a := range live {
 			for _, b := range live[i+1:] {
 				if b.Start >= a.End {
 					break // runs are sorted by Start, so no later b overlaps a either
 				}
-				out = append(out, Violation{Kind: ViolationOverlap, Worker: worker, A: a, B: b,
-					Detail: fmt.Sprintf("%s and %s ran together for %v (%v)", a.Node, b.Node,
-						min(a.End, b.End).Sub(b.Start).Round(time.Millisecond), pair(a, b))})
+				v := Violation{Kind: ViolationOverlap, Worker: worker, A: a, B: b}
+				v.Detail = fmt.Sprintf("%s and %s ran together for %v%s (%v)", a.Node, b.Node,
+					v.Together().Round(time.Millisecond), where(v), pair(a, b))
+				out = append(out, v)
 			}
 			if i > 0 {
 				p := live[i-1]
@@ -236,6 +297,17 @@ func CheckRuns(runs []Run) []Violation {
 		return out[i].A.Start < out[j].A.Start
 	})
 	return out
+}
+
+func where(v Violation) string {
+	switch {
+	case v.B.PID == 0:
+		return ""
+	case v.SameNode():
+		return ", on one node"
+	default:
+		return ", across nodes"
+	}
 }
 
 func pair(a, b Run) string {

@@ -77,6 +77,53 @@ func TestReadRunsKilledEndsAtNextStart(t *testing.T) {
 	}
 }
 
+// TestReadRunsUnlockedCopy: a copy that ran although the lock was held (an OVERLAP line,
+// then its start) does not cut the holder's estimated end, and the checker reports the
+// overlap as one on one node, with the holder of the lock.
+func TestReadRunsUnlockedCopy(t *testing.T) {
+	p := writeRuns(t,
+		"start w a 1 1000000000 10",
+		"beat w a 1 1100000000 10",
+		"OVERLAP w a 2 1120000000 11",
+		"start w a 2 1120000000 11",
+		"beat w a 1 1200000000 10", // the holder beats on: two copies ran on node a
+		"beat w a 2 1220000000 11",
+		"start w b 3 1500000000 12",
+		"term w b 3 1600000000 12",
+		"beat w b 3 1700000000 12",
+		"stop w b 3 1900000000 12",
+		"",
+	)
+	runs, err := ReadRuns(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := RunsOf(runs, "w")
+	if len(w) != 3 || w[0].End != 1300*ms || !w[1].Unlocked || w[0].Unlocked {
+		t.Fatalf("runs %v; want the holder to end at 1300ms and the second copy unlocked", w)
+	}
+	if w[2].Signalled != 1600*ms || w[2].StopTook() != 300*time.Millisecond {
+		t.Errorf("term line: signalled %d, stop took %v", w[2].Signalled, w[2].StopTook())
+	}
+	vs := CheckRuns(runs)
+	kinds := map[string]int{}
+	for _, v := range vs {
+		kinds[v.Kind]++
+		if !v.SameNode() || !strings.Contains(v.Detail, "on one node") {
+			t.Errorf("%v: want an overlap on one node", v)
+		}
+		if v.Kind == ViolationLock && v.B.PID != 10 {
+			t.Errorf("%v: the lock was held by pid 10", v)
+		}
+		if v.Kind == ViolationOverlap && v.Together() != 180*time.Millisecond {
+			t.Errorf("%v: together %v, want 180ms", v, v.Together())
+		}
+	}
+	if kinds[ViolationOverlap] != 1 || kinds[ViolationLock] != 1 || len(vs) != 2 {
+		t.Errorf("violations %v, want one overlap and one lock", vs)
+	}
+}
+
 func TestReadRunsMissingAndMalformed(t *testing.T) {
 	runs, err := ReadRuns(filepath.Join(t.TempDir(), "none.log"))
 	if err != nil || runs != nil {
@@ -107,6 +154,7 @@ func TestCheckRuns(t *testing.T) {
 		{"touching ends", []Run{run("a", 1, 0, 100), run("b", 2, 100, 300)}, nil},
 		{"restart in one term", []Run{run("a", 1, 0, 100), run("a", 1, 600, 700)}, nil},
 		{"overlap", []Run{run("a", 1, 0, 100), run("b", 2, 50, 300)}, []string{ViolationOverlap}},
+		{"overlap on one node", []Run{run("a", 1, 0, 100), run("a", 2, 50, 300)}, []string{ViolationOverlap}},
 		{"contained", []Run{run("a", 1, 0, 1000), run("b", 2, 100, 200), run("c", 3, 300, 400)},
 			[]string{ViolationOverlap, ViolationOverlap}},
 		{"token backwards", []Run{run("a", 5, 0, 100), run("b", 4, 200, 300)}, []string{ViolationToken}},

@@ -17,6 +17,14 @@
 //
 // With RECORDER_IGNORE_STOP=1 it ignores those signals and beats on until it is
 // SIGKILLed, like a command that does not honour its stop signal.
+//
+// With RECORDER_STOP_DELAY=D (a Go duration) it writes a "term" line when the first stop
+// signal comes, beats on for D, then writes its stop line and exits 0: a command whose stop
+// takes D. Later signals are ignored.
+//
+// With RECORDER_ON_OVERLAP=run a copy that finds the lock held writes its OVERLAP line and
+// then runs anyway (start, beats, stop), taking the lock once the other copy is gone, so
+// that the stamps show how long the two copies really ran together.
 package main
 
 import (
@@ -49,6 +57,16 @@ func main() {
 	}
 	// Catch the stop signals before anything is written, so that none is lost.
 	sigs := make(chan os.Signal, 1)
+	var stopDelay time.Duration
+	if v := os.Getenv("RECORDER_STOP_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			fmt.Fprintf(os.Stderr, "recorder: RECORDER_STOP_DELAY=%q: want a duration such as 5s\n", v)
+			os.Exit(2)
+		}
+		stopDelay = d
+	}
+	runOnOverlap := os.Getenv("RECORDER_ON_OVERLAP") == "run"
 	if os.Getenv("RECORDER_IGNORE_STOP") == "1" {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	} else {
@@ -79,22 +97,36 @@ func main() {
 		fail(err)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if err == unix.EWOULDBLOCK {
-			line("OVERLAP")
-			fmt.Fprintf(os.Stderr, "recorder: OVERLAP: another copy of %s holds the lock\n", worker)
+		if err != unix.EWOULDBLOCK {
+			fail(err)
+		}
+		line("OVERLAP")
+		fmt.Fprintf(os.Stderr, "recorder: OVERLAP: another copy of %s holds the lock\n", worker)
+		if !runOnOverlap {
 			os.Exit(3)
 		}
-		fail(err)
+		// Take the lock once the other copy is gone, so that a third copy is still seen.
+		go func() { _ = unix.Flock(int(lock.Fd()), unix.LOCK_EX) }()
 	}
 	lockFile = lock
 
 	line("start")
 	t := time.NewTicker(beat)
+	var stopAt <-chan time.Time
 	for {
 		select {
 		case <-t.C:
 			line("beat")
 		case <-sigs:
+			if stopDelay == 0 {
+				line("stop")
+				os.Exit(0)
+			}
+			if stopAt == nil {
+				line("term")
+				stopAt = time.After(stopDelay)
+			}
+		case <-stopAt:
 			line("stop")
 			os.Exit(0)
 		}
