@@ -139,7 +139,7 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 		w.ClaimState = w.State
 		n, ok := live[w.Node]
 		if !ok {
-			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q is not a live member (no record in %s_nodes): the claim expires, or is cleared, within one TTL", w.Node, s.Namespace)
+			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q is not a live member (no record in %s_nodes): no node runs this claim", w.Node, s.Namespace)
 			continue
 		}
 		a := answers[w.Node]

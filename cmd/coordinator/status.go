@@ -87,8 +87,8 @@ func printStatus(w io.Writer, s Status) {
 	if len(s.Workers) == 0 {
 		fmt.Fprintln(tw, "(no claims)\t\t\t\t\t\t\t")
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
 	_ = tw.Flush()
+	fmt.Fprintln(w)
 	for _, n := range notes {
 		fmt.Fprintln(w, "  "+n)
 	}
