@@ -49,8 +49,6 @@ const (
 	HeaderToken = "Coord-Token"
 	HeaderNode  = "Coord-Node"
 	HeaderError = "Coord-Error"
-	// HeaderNoHandler is set (to "true") on the error reply of an owner that serves no calls.
-	HeaderNoHandler = "Coord-No-Handler"
 	// HeaderTimeout, on a request, is how long the caller waits for the reply (a Go
 	// duration, e.g. "9.5s"). The owner does not start a request whose caller has given up,
 	// and ends the handler's context when the caller stops waiting. Relative, so that clocks
@@ -156,7 +154,7 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte,
 			tok, _ := strconv.ParseUint(m.Header.Get(HeaderToken), 10, 64)
 			r := Reply{Data: m.Data, Node: m.Header.Get(HeaderNode), Token: tok}
 			if msg := m.Header.Get(HeaderError); msg != "" {
-				return r, &CallError{Worker: worker, Node: r.Node, Token: tok, Msg: msg, NoHandler: m.Header.Get(HeaderNoHandler) == "true"}
+				return r, &CallError{Worker: worker, Node: r.Node, Token: tok, Msg: msg}
 			}
 			return r, nil
 		}
@@ -172,8 +170,8 @@ func Call(ctx context.Context, nc *nats.Conn, ns, worker string, request []byte,
 		}
 		if !checked {
 			checked = true
-			if why := nobodyRuns(ctx, nc, ns, worker); why != "" {
-				return Reply{}, fmt.Errorf("%w: no node owns %q: %s", ErrNoOwner, worker, why)
+			if err := diagnose(ctx, nc, ns, worker); err != nil {
+				return Reply{}, err
 			}
 		}
 		select {
@@ -252,48 +250,64 @@ func (v *callVerifier) send(ctx context.Context, nc *nats.Conn, subj, worker str
 	}
 }
 
-// nobodyRuns says why no node can answer for worker — no claim, and every live node says
-// it does not register it — or "" when one may (a claim exists, a node registers it, or a
-// node cannot tell).
-func nobodyRuns(ctx context.Context, nc *nats.Conn, ns, worker string) string {
+// diagnose says why nothing answers for worker, when it can tell: no node owns or
+// registers it (ErrNoOwner), or its owner serves no calls (*CallError, ErrNoHandler). It
+// returns nil when an owner may answer soon (a failover, a claim in progress) or a node
+// cannot tell.
+func diagnose(ctx context.Context, nc *nats.Conn, ns, worker string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	st, err := kv.Open(ctx, nc, kv.Options{Namespace: ns, BindOnly: true})
 	if err != nil {
 		if errors.Is(err, kv.ErrUnavailable) {
-			return ""
+			return nil
 		}
-		return fmt.Sprintf("namespace %q has no buckets (%v): is the namespace right?", ns, err)
+		return fmt.Errorf("%w: no node owns %q: namespace %q has no buckets (%v): is the namespace right?", ErrNoOwner, worker, ns, err)
 	}
-	if _, err := st.Workers.GetClaim(ctx, worker); !errors.Is(err, kv.ErrNotFound) {
-		return "" // a claim (perhaps of a dead owner about to be taken over), or no answer
+	ce, err := st.Workers.GetClaim(ctx, worker)
+	switch {
+	case err == nil && ce.Err == nil:
+		// An owner that serves no calls, or one that is gone (then the claim is taken over).
+		a := readRuntimes(ctx, nc, ns, []string{ce.Claim.Node}, time.Second)[ce.Claim.Node]
+		if rt, ok := a.rt.Worker(worker); a.err == nil && ok && rt.NoCalls {
+			return &CallError{Worker: worker, Node: ce.Claim.Node, Token: ce.Token(), NoHandler: true,
+				Msg: fmt.Sprintf("worker %q serves no calls: it has no call handler (set call: in its config, or register it with ownership.WithHandler)", worker)}
+		}
+		return nil
+	case !errors.Is(err, kv.ErrNotFound):
+		return nil
 	}
 	nodes, err := st.Nodes.Keys(ctx)
 	if err != nil {
-		return ""
+		return nil
 	}
 	if len(nodes) == 0 {
-		return "no live node in namespace " + ns
+		return fmt.Errorf("%w: no node owns %q: no live node in namespace %s", ErrNoOwner, worker, ns)
 	}
 	for _, a := range readRuntimes(ctx, nc, ns, nodes, time.Second) {
 		if a.err != nil {
-			return "" // a node that cannot tell (a library node, or slow)
+			return nil // a node that cannot tell (an older one, or slow)
 		}
 		if _, ok := a.rt.Worker(worker); ok {
-			return "" // registered: a node claims it soon
+			return nil // registered: a node claims it soon
 		}
 	}
-	return fmt.Sprintf("it has no claim and none of the %d live nodes registers it: is the name right? ('coordinator status' lists the workers)", len(nodes))
+	return fmt.Errorf("%w: no node owns %q: it has no claim and none of the %d live nodes registers it: is the name right? ('coordinator status' lists the workers)",
+		ErrNoOwner, worker, len(nodes))
 }
 
 // serve subscribes the worker's handler for one term and returns the unsubscribe func. A
 // request is answered only while the lease is live: a paused owner that wakes up after its
-// deadline drops what queued up during the pause. A worker without a handler still answers,
-// with an error that says so, so that callers do not wait for an owner that never replies.
-// Up to MaxConcurrentCalls requests run at once.
+// deadline drops what queued up during the pause. Up to MaxConcurrentCalls requests run at
+// once.
 func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 	e := w.e
 	h := w.opts.handler
+	if h == nil {
+		// No subscription (it would cost one per owned worker): a caller that finds no
+		// responder asks the owner's runtime, which says the worker serves no calls.
+		return func() {}
+	}
 	nc := e.store.Conn()
 	hctx, hcancel := context.WithCancel(ctx)
 	sem := make(chan struct{}, MaxConcurrentCalls)
@@ -306,18 +320,10 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 		reply := nats.NewMsg(m.Reply)
 		reply.Header.Set(HeaderToken, strconv.FormatUint(lease.Token(), 10))
 		reply.Header.Set(HeaderNode, e.node)
-		if h != nil && m.Header.Get(HeaderAccept) == "true" {
+		if m.Header.Get(HeaderAccept) == "true" {
 			ack := nats.NewMsg(m.Reply)
 			ack.Header.Set(HeaderAccepted, "true")
 			_ = m.RespondMsg(ack)
-		}
-		if h == nil {
-			reply.Header.Set(HeaderNoHandler, "true")
-			reply.Header.Set(HeaderError, fmt.Sprintf("worker %q serves no calls: it has no call handler "+
-				"(set call: in its config, or register it with ownership.WithHandler)", w.name))
-			w.signReply(m, reply, lease)
-			_ = m.RespondMsg(reply)
-			return
 		}
 		deadline := time.Time{}
 		if d, err := time.ParseDuration(m.Header.Get(HeaderTimeout)); err == nil && d > 0 {

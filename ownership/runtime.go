@@ -26,6 +26,8 @@ const (
 	// StateOwnerUnknown: the claim names a node that is not a live member, or a node that
 	// does not report running the worker (a claim left from an earlier term).
 	StateOwnerUnknown = "owner unknown"
+	// StateUnclaimed (status only): live nodes register the worker, none holds a claim.
+	StateUnclaimed = "unclaimed"
 )
 
 // Runtime defaults.
@@ -62,6 +64,8 @@ type WorkerRuntime struct {
 	// Failures counts the failed runs in a row (reset by a success or a run of a minute).
 	Failures int   `json:"failures"`
 	LastExit *Exit `json:"last_exit,omitempty"`
+	// NoCalls: the worker has no call handler (WithHandler).
+	NoCalls bool `json:"no_calls,omitempty"`
 }
 
 // NodeRuntime is a node's answer to a runtime request: every worker registered there.
@@ -107,6 +111,9 @@ type Runtime struct {
 
 type runState struct {
 	policy    RestartPolicy
+	needStart bool      // WrapProcess: a run is up only once Started says so
+	up        bool      // the run is up (its process started)
+	upAt      time.Time // when it came up
 	token     uint64
 	inRun     bool
 	runStart  time.Time
@@ -140,6 +147,30 @@ func (r *Runtime) Wrap(name string, policy RestartPolicy, fn WorkerFunc) WorkerF
 	}
 }
 
+// WrapProcess is Wrap for a function that starts a process: a run counts as up only once
+// Started is called for it (supervise.Spec.OnStart), so that a command that cannot start,
+// or takes long to, never shows as running.
+func (r *Runtime) WrapProcess(name string, policy RestartPolicy, fn WorkerFunc) WorkerFunc {
+	f := r.Wrap(name, policy, fn)
+	r.mu.Lock()
+	r.ws[name].needStart = true
+	r.mu.Unlock()
+	return f
+}
+
+// Started records that the run of name with token has started its process.
+func (r *Runtime) Started(name string, token uint64) {
+	r.mu.Lock()
+	s := r.ws[name]
+	if s == nil || s.token != token || !s.inRun {
+		r.mu.Unlock()
+		return
+	}
+	s.up, s.upAt = true, r.now().UTC()
+	r.mu.Unlock()
+	r.changed(name)
+}
+
 // Remove forgets name (after Unregister).
 func (r *Runtime) Remove(name string) {
 	r.mu.Lock()
@@ -169,6 +200,7 @@ func (r *Runtime) begin(ctx context.Context, name string, token uint64) {
 		s.restarts++
 	}
 	s.inRun, s.returned, s.runStart, s.since = true, false, now, now
+	s.up, s.upAt = !s.needStart, now
 	r.mu.Unlock()
 	r.changed(name)
 }
@@ -201,7 +233,7 @@ func (r *Runtime) finish(ctx context.Context, name string, token uint64, err err
 		switch {
 		case err == nil:
 			s.failures = 0
-		case ran >= stableRun:
+		case s.up && now.Sub(s.upAt) >= stableRun:
 			s.failures = 1
 		default:
 			s.failures++
@@ -238,11 +270,11 @@ func (r *Runtime) stateLocked(s *runState, now time.Time) string {
 		return StateStandby
 	case s.ended:
 		return StateStopping
-	case s.inRun && now.Sub(s.runStart) >= stableRun:
+	case s.inRun && s.up && now.Sub(s.upAt) >= stableRun:
 		return StateRunning
 	case s.failures >= FailingAfter:
 		return StateFailing
-	case s.inRun && now.Sub(s.runStart) < r.StartGrace:
+	case s.inRun && (!s.up || now.Sub(s.upAt) < r.StartGrace):
 		return StateStarting
 	case s.inRun:
 		return StateRunning
@@ -313,20 +345,27 @@ func (e *Engine) serveRuntime() (stop func()) {
 	sub, err := nc.Subscribe(RuntimeSubject(e.store.Namespace(), e.node), func(m *nats.Msg) {
 		e.mu.Lock()
 		rt := e.runtime
-		names := make([]string, 0, len(e.workers))
-		for name := range e.workers {
-			names = append(names, name)
+		calls := make(map[string]bool, len(e.workers))
+		for name, w := range e.workers {
+			calls[name] = w.opts.handler != nil
 		}
 		e.mu.Unlock()
 		nr := NodeRuntime{Node: e.node, Incarnation: e.incarnation, Time: e.cfg.Clock.Now().UTC()}
+		var tracked []WorkerRuntime
 		if rt != nil {
-			nr.Workers = rt.Snapshot()
-		} else {
-			sort.Strings(names)
-			for _, n := range names {
-				nr.Workers = append(nr.Workers, WorkerRuntime{Worker: n})
+			tracked = rt.Snapshot()
+		}
+		for _, w := range tracked {
+			if c, ok := calls[w.Worker]; ok {
+				w.NoCalls = !c
+				nr.Workers = append(nr.Workers, w)
+				delete(calls, w.Worker)
 			}
 		}
+		for n, c := range calls { // registered without Runtime.Wrap: the name only
+			nr.Workers = append(nr.Workers, WorkerRuntime{Worker: n, NoCalls: !c})
+		}
+		sort.Slice(nr.Workers, func(i, j int) bool { return nr.Workers[i].Worker < nr.Workers[j].Worker })
 		b, _ := json.Marshal(nr)
 		_ = m.Respond(b)
 	})

@@ -139,7 +139,7 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 		w.ClaimState = w.State
 		n, ok := live[w.Node]
 		if !ok {
-			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q is not a live member (no record in %s_nodes): the claim expires, or is cleared, within one TTL", w.Node, s.Namespace)
+			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q is not a live member (no record in %s_nodes): no node runs this claim", w.Node, s.Namespace)
 			continue
 		}
 		a := answers[w.Node]
@@ -160,6 +160,14 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 		case !ok:
 			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q does not register %q", w.Node, w.Worker)
 			continue
+		case rt.Token != w.Token && w.ClaimState == kv.StateStopping:
+			w.State = StateStopping // stopped; the release is on its way
+			continue
+		case rt.Token != w.Token && rt.State == StateStandby && a.rt.Time.Sub(w.Since) < freshClaim:
+			// Claimed a moment ago; the worker function is about to start. Both times are
+			// the owner's clock.
+			w.State = StateStarting
+			continue
 		case rt.Token != w.Token:
 			w.State, w.Detail = StateOwnerUnknown, fmt.Sprintf("node %q runs no term with token %d (%s)", w.Node, w.Token, rt.State)
 			continue
@@ -171,12 +179,38 @@ func (s *Status) mergeRuntime(ctx context.Context, st *kv.Store) {
 			w.State = StateStopping
 		}
 	}
+	// Registered names that nobody holds: all nodes draining, a handoff in flight, or
+	// nothing can claim.
+	claimed := map[string]bool{}
+	for _, w := range s.Workers {
+		claimed[w.Worker] = true
+	}
+	registered := map[string]int{}
+	for _, a := range answers {
+		if a.err != nil {
+			continue
+		}
+		for _, w := range a.rt.Workers {
+			if !claimed[w.Worker] {
+				registered[w.Worker]++
+			}
+		}
+	}
+	for name, n := range registered {
+		s.Workers = append(s.Workers, WorkerStatus{Worker: name, State: StateUnclaimed,
+			Detail: fmt.Sprintf("registered on %d live node(s); none holds a claim", n)})
+	}
+	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].Worker < s.Workers[j].Worker })
 }
 
-// Worker returns the claim of worker and whether there is one.
+// freshClaim: a claim younger than this whose owner has not started the worker yet shows
+// as starting rather than as owner unknown.
+const freshClaim = 5 * time.Second
+
+// Worker returns the claim of worker and whether there is one (an unclaimed row is not).
 func (s Status) Worker(worker string) (WorkerStatus, bool) {
 	for _, w := range s.Workers {
-		if w.Worker == worker {
+		if w.Worker == worker && w.State != StateUnclaimed {
 			return w, true
 		}
 	}

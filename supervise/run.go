@@ -293,6 +293,9 @@ loop:
 			case evStarted:
 				pid = m.Pid
 				r.log.Debug("command started", "pid", pid, "watchdog_pid", r.cmd.Process.Pid, "token", r.lease.Token())
+				if r.spec.OnStart != nil {
+					r.spec.OnStart(pid)
+				}
 			case evFenced:
 				r.log.Warn("lease deadline passed without extension; watchdog is stopping the command",
 					"pid", pid, "late", time.Duration(m.LateNs))

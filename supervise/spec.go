@@ -53,6 +53,9 @@ type Spec struct {
 	// worker=Name (LogKey=Name) and stream=stdout|stderr, at level Info; supervision events are logged
 	// at Debug (start, exit) and Warn (fence). Default slog.Default().
 	Logger *slog.Logger
+	// OnStart, if set, is called with the command's pid once it has started (the program
+	// was found and exec'd); a command that cannot start never calls it.
+	OnStart func(pid int)
 	// LogKey is the attribute that names the command in its log lines: "worker" (default)
 	// or, for a cron job's command, "job".
 	LogKey string

@@ -85,6 +85,14 @@ func TestReload(t *testing.T) {
 	if k := runsOf(t, c, "keep"); len(k) != 1 || k[0].Stopped {
 		t.Fatalf("unchanged worker was touched: %+v", k)
 	}
+	// The removed worker's series are gone from /metrics; the others are there.
+	m := scrape(t, n)
+	if _, ok := m["coordinator_worker_running,worker=gone"]; ok {
+		t.Errorf("/metrics still has the removed worker: %v", pick(m, "coordinator_worker_running"))
+	}
+	if _, ok := m["coordinator_worker_running,worker=keep"]; !ok {
+		t.Errorf("/metrics lacks coordinator_worker_running for keep: %v", pick(m, "coordinator_worker_running"))
+	}
 	// A broken file is rejected; nothing changes.
 	write("workers:\n  - name: keep\n    comand: [x]\n")
 	waitUntil(t, "the rejection in the log", func() bool {

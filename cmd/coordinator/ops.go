@@ -90,6 +90,7 @@ func drainCmd(args []string, stdout, stderr io.Writer) int {
 func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newCmd("check", "--config FILE  (or: check FILE)", "Validate a config file: list every problem with its line and the fix, exit 1 if there is one.", stdout, stderr)
 	path := fs.String("config", "", "config file to validate")
+	asJSON := fs.Bool("json", false, `print {"ok","file","workers","jobs"} or {"ok":false,"file","error"} as JSON`)
 	pos, code := fs.parse(args)
 	if code >= 0 {
 		return code
@@ -101,6 +102,14 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		return fs.usageError("one config file is required")
 	}
 	cfg, err := config.Load(*path)
+	if *asJSON {
+		if err != nil {
+			printJSON(stdout, map[string]any{"ok": false, "file": *path, "error": err.Error()})
+			return 1
+		}
+		printJSON(stdout, map[string]any{"ok": true, "file": *path, "workers": len(cfg.Workers), "jobs": len(cfg.Jobs)})
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

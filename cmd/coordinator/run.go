@@ -487,7 +487,7 @@ func (d *daemon) addWorker(w config.Worker) error {
 	if len(w.Call) > 0 {
 		opts = append(opts, ownership.WithHandler(d.callBridge(w)))
 	}
-	if err := d.engine.Register(w.Name, d.runtime.Wrap(w.Name, policy, d.supervised(w)), opts...); err != nil {
+	if err := d.engine.Register(w.Name, d.runtime.WrapProcess(w.Name, policy, d.supervised(w)), opts...); err != nil {
 		if !errors.Is(err, ownership.ErrAlreadyRegistered) {
 			d.runtime.Remove(w.Name)
 		}
@@ -512,6 +512,7 @@ func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
 			StopGrace:  time.Duration(w.StopGrace),
 			FenceGrace: d.engine.Config().FenceGrace,
 			Logger:     d.outputLogger("worker", w.Name, lease.Token()),
+			OnStart:    func(int) { d.runtime.Started(w.Name, lease.Token()) },
 		}
 		err := supervise.Run(ctx, spec, lease)
 		if errors.Is(err, supervise.ErrFenced) {

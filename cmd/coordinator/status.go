@@ -81,14 +81,18 @@ func printStatus(w io.Writer, s Status) {
 		if x.LastExit != nil && x.LastExit.Error != "" && x.State != ownership.StateRunning {
 			notes = append(notes, fmt.Sprintf("%s: last run (%s): %s", x.Worker, x.LastExit.Ran, x.LastExit.Error))
 		}
+		if x.State == ownership.StateUnclaimed {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t-\t-\t%s\n", x.Worker, x.State, cp)
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", x.Worker, x.Node, x.Token, ago(s.Time, x.Since), x.State,
 			x.Restarts, lastExit(s.Time, x.LastExit), cp)
 	}
 	if len(s.Workers) == 0 {
 		fmt.Fprintln(tw, "(no claims)\t\t\t\t\t\t\t")
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
 	_ = tw.Flush()
+	fmt.Fprintln(w)
 	for _, n := range notes {
 		fmt.Fprintln(w, "  "+n)
 	}

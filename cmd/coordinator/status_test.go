@@ -116,6 +116,26 @@ func TestStatusTellsBrokenWorkers(t *testing.T) {
 	if w, _ := hs.Worker("crashloop"); w.State == ownership.StateRunning {
 		t.Errorf("/status calls crashloop running: %+v", w)
 	}
+
+	// Drained, the only node holds nothing: its workers show as unclaimed, not missing.
+	if out, err := n.CLI(ctx, "drain", n.Name()); err != nil {
+		t.Fatalf("drain: %v %s", err, out)
+	}
+	waitUntil(t, "healthy unclaimed", func() bool {
+		s, err := n.StatusCLI(ctx)
+		if err != nil {
+			return false
+		}
+		for _, w := range s.Workers {
+			if w.Worker == "healthy" {
+				return w.State == ownership.StateUnclaimed
+			}
+		}
+		return false
+	})
+	if out, err := n.CLI(ctx, "status"); err != nil || !hasRow(string(out), "healthy", "unclaimed") {
+		t.Errorf("text status after drain: %v\n%s", err, out)
+	}
 }
 
 func pick(m map[string]float64, prefix string) map[string]float64 {
