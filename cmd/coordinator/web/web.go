@@ -49,7 +49,8 @@ const keepAlive = 15 * time.Second
 // Handler serves the page at / and its data under /ui/. It answers 404 for other paths, so
 // it can sit at the root of a mux.
 func Handler(src Source) http.Handler {
-	h := &handler{src: src, done: make(chan struct{})}
+	h := &handler{src: src}
+	h.closing, h.shutdown = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.asset("index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /ui/style.css", h.asset("style.css", "text/css; charset=utf-8"))
@@ -62,8 +63,9 @@ func Handler(src Source) http.Handler {
 type handler struct {
 	src Source
 
-	once sync.Once
-	done chan struct{} // closed when the server shuts down: event streams end
+	once     sync.Once
+	closing  context.Context // ends when the server shuts down: event streams end with it
+	shutdown context.CancelFunc
 }
 
 func (h *handler) asset(name, ctype string) http.HandlerFunc {
@@ -118,14 +120,8 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	// http.Server.Shutdown waits for active connections, and an event stream never goes
 	// idle: end it when the server shuts down.
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		h.once.Do(func() { srv.RegisterOnShutdown(func() { close(h.done) }) })
-		go func() {
-			select {
-			case <-h.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		h.once.Do(func() { srv.RegisterOnShutdown(h.shutdown) })
+		defer context.AfterFunc(h.closing, cancel)()
 	}
 	after, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 
