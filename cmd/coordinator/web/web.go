@@ -7,12 +7,14 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +39,11 @@ type Source struct {
 	// Events opens a feed of the events after stream sequence after or, when after is 0,
 	// of those published in the last since.
 	Events func(ctx context.Context, after uint64, since time.Duration) (Feed, error)
+	// Token, when set, guards the page and its data like /status: a request must carry it
+	// as a bearer token or as the password of HTTP basic authentication (any user name).
+	// Browsers cannot add a header to the page's requests, but they ask for a basic
+	// password once and then send it with every request, the event stream's included.
+	Token string
 }
 
 // Backlog is how far back a page that opens the timeline starts.
@@ -57,7 +64,25 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /ui/app.js", h.asset("app.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /ui/state", h.state)
 	mux.HandleFunc("GET /ui/events", h.events)
-	return mux
+	if src.Token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r, src.Token) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="coordinator", charset="UTF-8"`)
+			http.Error(w, "unauthorized: give node.http_token as the password (any user name), or send Authorization: Bearer <node.http_token>", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func authorized(r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, got, ok = r.BasicAuth()
+	}
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 type handler struct {

@@ -160,3 +160,44 @@ func TestEvents(t *testing.T) {
 	}
 	t.Logf("shutdown with an open stream took %v", time.Since(t0))
 }
+
+// TestToken: with a token, the page and its data answer only to it, as a bearer token or
+// a basic password (what a browser can send with the event stream).
+func TestToken(t *testing.T) {
+	src := Source{
+		Node:   "n0",
+		Status: func(context.Context) (any, error) { return map[string]any{}, nil },
+		Jobs:   func(context.Context) (any, error) { return []any{}, nil },
+		Events: func(context.Context, uint64, time.Duration) (Feed, error) { return nil, errors.New("no events here") },
+		Token:  "s3cret",
+	}
+	srv := httptest.NewServer(Handler(src))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name string
+		auth func(*http.Request)
+		want int
+	}{
+		{"none", func(*http.Request) {}, http.StatusUnauthorized},
+		{"wrong basic", func(r *http.Request) { r.SetBasicAuth("ops", "nope") }, http.StatusUnauthorized},
+		{"wrong bearer", func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, http.StatusUnauthorized},
+		{"basic", func(r *http.Request) { r.SetBasicAuth("ops", "s3cret") }, http.StatusOK},
+		{"bearer", func(r *http.Request) { r.Header.Set("Authorization", "Bearer s3cret") }, http.StatusOK},
+	} {
+		for _, path := range []string{"/", "/ui/state", "/ui/app.js"} {
+			req, _ := http.NewRequest("GET", srv.URL+path, nil)
+			tc.auth(req)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s: GET %s: %s, want %d", tc.name, path, resp.Status, tc.want)
+			}
+			if tc.want == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+				t.Errorf("%s: GET %s: WWW-Authenticate %q: a browser must be asked for the password", tc.name, path, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+	}
+}
