@@ -45,19 +45,25 @@ func TestHelmChart(t *testing.T) {
 		set  []string
 		// Also true of the rendering, besides deployCheckKubernetes.
 		want []string
-		// Flags that this binary may not have yet (they come with the embedded server's TLS).
+		// Flags that this binary may not have yet (they come with the embedded server's
+		// security): the flag check runs only where it has them.
 		newFlags []string
 	}{
 		{name: "default", want: []string{"kind: StatefulSet", "--cluster-size=3", "replicas: 3", "preferredDuringSchedulingIgnoredDuringExecution",
-			"name: COORD_NATS_PASSWORD", "key: password", "kind: PodDisruptionBudget", "maxUnavailable: 1", "memory: 512Mi"}},
-		{name: "five replicas", set: []string{"replicaCount=5"}, want: []string{"--cluster-size=5", "replicas: 5"}},
-		{name: "TLS", set: []string{"tls.enabled=true", "tls.verifyClients=true", "tls.secretName=my-tls", "podAntiAffinity=hard"},
-			want: []string{"--server-tls-cert=/etc/coordinator/tls/tls.crt", "--server-tls-verify-clients", "secretName: my-tls",
-				"mountPath: /etc/coordinator/tls", "requiredDuringSchedulingIgnoredDuringExecution"},
+			"name: COORD_NATS_PASSWORD", "key: password", "name: COORD_HTTP_TOKEN", "kind: PodDisruptionBudget", "maxUnavailable: 1", "memory: 512Mi",
+			"--server-tls-cert=/etc/coordinator/tls/tls.crt", "--server-tls-ca=/etc/coordinator/tls/ca.crt", "secretName: coordinator-tls"},
 			newFlags: []string{"server-tls-cert"}},
+		{name: "five replicas", set: []string{"replicaCount=5"}, want: []string{"--cluster-size=5", "replicas: 5"},
+			newFlags: []string{"server-tls-cert"}},
+		{name: "client certificates", set: []string{"tls.verifyClients=true", "tls.secretName=my-tls", "podAntiAffinity=hard"},
+			want: []string{"--server-tls-verify-clients", "secretName: my-tls", "mountPath: /etc/coordinator/tls",
+				"requiredDuringSchedulingIgnoredDuringExecution"},
+			newFlags: []string{"server-tls-cert"}},
+		{name: "insecure", set: []string{"tls.enabled=false", "insecure=true", "auth.existingSecret="},
+			want: []string{"--insecure"}, newFlags: []string{"insecure"}},
 		{name: "external", set: []string{"mode=external", "external.tlsCASecret=nats-ca"},
 			want: []string{"kind: Deployment", "--nats=nats://nats.nats.svc.cluster.local:4222", "secretName: coordinator-nats-creds",
-				"--tls-ca=/etc/coordinator-nats-ca/ca.crt"}},
+				"--tls-ca=/etc/coordinator-nats-ca/ca.crt", "name: COORD_HTTP_TOKEN"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +120,7 @@ func TestHelmChart(t *testing.T) {
 	// Values the chart refuses, with a message that says what to do.
 	for _, bad := range []struct{ set, says string }{
 		{"replicaCount=4", "odd number of pods"},
+		{"tls.enabled=false", "routes between the pods need TLS"},
 		{"auth.existingSecret=", "set auth.existingSecret"},
 	} {
 		out, err := exec.Command(helm, "template", "coordinator", helmChart, "--set", bad.set).CombinedOutput()
