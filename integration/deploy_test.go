@@ -316,6 +316,12 @@ func TestDeployFiles(t *testing.T) {
 					}
 				}
 			})
+		case strings.HasPrefix(file, "helm/"):
+			checkedBy[file] = "TestHelmChart (helm lint, helm template, and the Kubernetes checks here)"
+		case strings.HasPrefix(file, "prometheus/"):
+			checkedBy[file] = "TestAlertRules (promtool)"
+		case strings.HasPrefix(file, "grafana/"):
+			checkedBy[file] = "TestDashboardAndAlertMetricsExported"
 		case strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml"):
 			// Anything else in YAML is a coordinator config file.
 			t.Run(file, func(t *testing.T) {

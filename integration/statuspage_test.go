@@ -41,7 +41,7 @@ type pageView struct {
 	Workers  map[string]string `json:"workers"`  // worker -> node card it is drawn in
 	Jobs     []string          `json:"jobs"`     // job rows
 	Events   int               `json:"events"`   // timeline entries
-	Claims   []string          `json:"claims"`   // "worker@node" of the timeline's claimed events
+	Claims   []string          `json:"claims"`   // "worker@node" of claimed events since the kill
 	Live     int               `json:"live"`     // timeline entries published since the page opened
 	Conn     string            `json:"conn"`     // live, down, connecting
 	Marker   bool              `json:"marker"`   // window.noReload survived: no reload happened
@@ -58,7 +58,8 @@ const readView = `(() => {
     workers,
     jobs: q("#jobs tr[data-job]").map((e) => e.dataset.job),
     events: q("#timeline li").length,
-    claims: q('#timeline li[data-type="claimed"]').map((e) => e.dataset.name + "@" + e.dataset.node),
+    claims: q('#timeline li[data-type="claimed"]').filter((e) => Number(e.dataset.time) >= window.killedAt)
+      .map((e) => e.dataset.name + "@" + e.dataset.node),
     live: q("#timeline li").filter((e) => Number(e.dataset.time) > window.openedAt).length,
     conn: document.getElementById("conn").dataset.state,
     marker: window.noReload === 1,
@@ -198,7 +199,8 @@ func TestStatusPage(t *testing.T) {
 	js := fmt.Sprintf(`(() => {
   const rows = [...document.querySelectorAll("#timeline li")];
   const lat = (e) => Number(e.dataset.received) - Number(e.dataset.time);
-  const claim = rows.find((e) => e.dataset.name === %[1]q && e.dataset.type === "claimed" && e.dataset.node === %[2]q);
+  const claim = rows.find((e) => e.dataset.name === %[1]q && e.dataset.type === "claimed" && e.dataset.node === %[2]q &&
+    Number(e.dataset.time) >= window.killedAt);
   return {
     steady: rows.filter((e) => Number(e.dataset.time) > window.openedAt && Number(e.dataset.time) < window.killedAt).map(lat),
     kill: rows.filter((e) => Number(e.dataset.time) >= window.killedAt).map(lat),
@@ -232,6 +234,17 @@ func TestStatusPage(t *testing.T) {
 	}
 	if v := view(); v.Overflow {
 		t.Error("on a 390 px wide screen the page is wider than the screen")
+	}
+	if path := os.Getenv("STATUS_PAGE_SCREENSHOT"); path != "" {
+		png, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		phone := strings.TrimSuffix(path, ".png") + "-phone.png"
+		if err := os.WriteFile(phone, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("phone-sized screenshot: %s", phone)
 	}
 }
 

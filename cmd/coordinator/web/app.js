@@ -116,10 +116,12 @@
       if (again) { again = false; setTimeout(refresh, 100); }
     }
   }
+  // One /ui/state per burst of events: a rebalance publishes several at once.
   let soon = null;
   function refreshSoon() {
-    if (!soon) soon = setTimeout(() => { soon = null; refresh(); }, 50);
+    if (!soon) soon = setTimeout(() => { soon = null; refresh(); }, 150);
   }
+  const openedAt = Date.now();
 
   function describe(ev) {
     const bits = [];
@@ -162,7 +164,8 @@
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
       addEvent(ev);
-      if (ev.kind !== "job" || ev.type !== "fired") refreshSoon();
+      // The backlog replayed on (re)connect is history: the state is fetched anyway.
+      if (new Date(ev.time).getTime() > openedAt - 5000 && !(ev.kind === "job" && ev.type === "fired")) refreshSoon();
     });
     es.onerror = () => {
       conn.dataset.state = "down";

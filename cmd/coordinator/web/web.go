@@ -7,12 +7,14 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +39,11 @@ type Source struct {
 	// Events opens a feed of the events after stream sequence after or, when after is 0,
 	// of those published in the last since.
 	Events func(ctx context.Context, after uint64, since time.Duration) (Feed, error)
+	// Token, when set, guards the page and its data like /status: a request must carry it
+	// as a bearer token or as the password of HTTP basic authentication (any user name).
+	// Browsers cannot add a header to the page's requests, but they ask for a basic
+	// password once and then send it with every request, the event stream's included.
+	Token string
 }
 
 // Backlog is how far back a page that opens the timeline starts.
@@ -49,21 +56,41 @@ const keepAlive = 15 * time.Second
 // Handler serves the page at / and its data under /ui/. It answers 404 for other paths, so
 // it can sit at the root of a mux.
 func Handler(src Source) http.Handler {
-	h := &handler{src: src, done: make(chan struct{})}
+	h := &handler{src: src}
+	h.closing, h.shutdown = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.asset("index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /ui/style.css", h.asset("style.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /ui/app.js", h.asset("app.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /ui/state", h.state)
 	mux.HandleFunc("GET /ui/events", h.events)
-	return mux
+	if src.Token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r, src.Token) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="coordinator", charset="UTF-8"`)
+			http.Error(w, "unauthorized: give node.http_token as the password (any user name), or send Authorization: Bearer <node.http_token>", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func authorized(r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, got, ok = r.BasicAuth()
+	}
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 type handler struct {
 	src Source
 
-	once sync.Once
-	done chan struct{} // closed when the server shuts down: event streams end
+	once     sync.Once
+	closing  context.Context // ends when the server shuts down: event streams end with it
+	shutdown context.CancelFunc
 }
 
 func (h *handler) asset(name, ctype string) http.HandlerFunc {
@@ -118,14 +145,8 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	// http.Server.Shutdown waits for active connections, and an event stream never goes
 	// idle: end it when the server shuts down.
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		h.once.Do(func() { srv.RegisterOnShutdown(func() { close(h.done) }) })
-		go func() {
-			select {
-			case <-h.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		h.once.Do(func() { srv.RegisterOnShutdown(h.shutdown) })
+		defer context.AfterFunc(h.closing, cancel)()
 	}
 	after, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 
