@@ -73,22 +73,40 @@ func (j *job) catchUpOnce(from time.Time) (bool, error) {
 	// Up to missAfter before now, taken once the lock is held: by then every live node has
 	// passed its takeover time for those ticks, so a tick without a record is missed.
 	upto := j.clock().Add(-j.s.opts.missAfter)
-	if floor := j.clock().Add(-j.s.retention); from.Before(floor) {
-		from = floor // older records may have expired: their ticks cannot be told apart from missed ones
+	if floor := j.historyFloor(j.clock()); from.Before(floor) {
+		// Older records may have expired with the run history: those ticks cannot be told
+		// apart from missed ones, and are neither recorded nor run.
+		j.log.Info("catch-up looks back only as far as the run history", "from", floor, "instead_of", from, "history", j.historyTTL())
+		from = floor
 	}
 	ticks, dropped := j.missedTicks(from, upto)
 	j.log.Debug("catch-up pass", "after", from, "upto", upto, "ticks", len(ticks))
 	if len(ticks) == 0 {
 		return true, nil
 	}
-	runFrom := len(ticks)
+	// The policy runs the most recent ticks that have no record — a tick claimed late by
+	// a tick loop (the store came back just now) is not one of them, and does not use up
+	// the policy's runs.
+	budget := 0
 	switch j.opts.catchUp {
 	case Last:
-		runFrom = len(ticks) - 1
+		budget = 1
 	case All:
-		runFrom = max(0, len(ticks)-j.opts.catchUpLimit)
+		budget = j.opts.catchUpLimit
 	}
-	j.log.Info("catching up on ticks nobody claimed", "ticks", len(ticks), "run", len(ticks)-runFrom,
+	run := map[int]bool{}
+	for i := len(ticks) - 1; i >= 0 && len(run) < budget; i-- {
+		gctx, gcancel := j.opCtx(ctx)
+		_, err := j.s.bucket.Get(gctx, tickKey(j.name, ticks[i], false))
+		gcancel()
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			run[i] = true
+		case err != nil:
+			return false, err
+		}
+	}
+	j.log.Info("catching up on ticks nobody claimed", "ticks", len(ticks), "run", len(run),
 		"policy", j.opts.catchUp.String(), "from", ticks[0], "to", ticks[len(ticks)-1])
 	if dropped > 0 {
 		j.log.Warn("too many missed ticks: the oldest are not recorded", "unrecorded", dropped, "recorded", len(ticks))
@@ -98,7 +116,7 @@ func (j *job) catchUpOnce(from time.Time) (bool, error) {
 		if ctx.Err() != nil {
 			return false, context.Cause(ctx)
 		}
-		if i < runFrom {
+		if !run[i] {
 			if _, err := j.recordMissed(ctx, t, why); err != nil {
 				return false, err
 			}

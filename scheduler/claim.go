@@ -159,9 +159,9 @@ func (j *job) writeRecord(ctx context.Context, key string, rec Run, prevRev uint
 		var rev uint64
 		var err error
 		if prevRev == 0 {
-			rev, err = j.s.bucket.Create(wctx, key, rec.encode(), 0)
+			rev, err = j.s.bucket.Create(wctx, key, rec.encode(), j.recordTTL(rec.State))
 		} else {
-			rev, err = j.s.bucket.Update(wctx, key, rec.encode(), prevRev, 0)
+			rev, err = j.s.bucket.Update(wctx, key, rec.encode(), prevRev, j.recordTTL(rec.State))
 		}
 		cancel()
 		if err == nil {
@@ -228,7 +228,7 @@ func (j *job) checkGone(key string) error {
 		lost.Reason = "lease expired"
 		lost.Error = fmt.Sprintf("the run lease of node %s ran out: the node died, stopped or was cut off mid-run", rec.Node)
 		ctx, cancel = j.opCtx(j.ctx)
-		nrev, err := j.s.bucket.Update(ctx, key, lost.encode(), rev, 0)
+		nrev, err := j.s.bucket.Update(ctx, key, lost.encode(), rev, j.recordTTL(lost.State))
 		cancel()
 		if errors.Is(err, kv.ErrConflict) {
 			return nil // someone else wrote it first

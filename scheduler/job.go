@@ -40,7 +40,9 @@ type job struct {
 	sched Schedule
 	fn    func(context.Context, Tick) error
 	opts  jobOptions
-	log   *slog.Logger
+	// period is the shortest gap between ticks, for the run history (historyTTL).
+	period time.Duration
+	log    *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -64,7 +66,7 @@ type job struct {
 
 func newJob(s *Scheduler, name string, sched Schedule, fn func(context.Context, Tick) error, o jobOptions) *job {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &job{s: s, name: name, sched: sched, fn: fn, opts: o, log: s.log.With("job", name),
+	return &job{s: s, name: name, sched: sched, fn: fn, opts: o, period: period(sched, s.opts.clock.Now()), log: s.log.With("job", name),
 		ctx: ctx, cancel: cancel, synced: make(chan struct{}), done: make(chan struct{}),
 		catchUpKick: make(chan struct{}, 1), goneKick: make(chan struct{}, 1),
 		leases: map[string]leaseView{}, runs: map[string]*run{}, changed: make(chan struct{})}

@@ -133,3 +133,66 @@ func TestReplaceWaitsForTheOldRunToStop(t *testing.T) {
 		t.Logf("%s on %s: %v → %v (%v)", r.key(), r.node, r.start.Format("05.000"), r.end.Format("05.000"), r.cause)
 	}
 }
+
+// A finished tick's record expires with the job's run history (issue 12, case 6: records
+// had no TTL, so a per-second job kept ~600,000 keys for the 7-day retention). The record's
+// message carries a per-entry TTL: HistoryTicks periods, at least MinHistory.
+func TestFinishedTickRecordsExpire(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	var l ledger
+	n := startNode(t, srv, "a", testOpts(), func(s *Scheduler) {
+		mustAdd(t, s, "often", "* * * * * *", l.fn("a", nil))
+		mustAdd(t, s, "hourly", "@hourly", l.fn("a", nil))
+	})
+	waitFor(t, "a finished tick", 10*time.Second, func() bool {
+		for _, r := range records(t, n.store, "often") {
+			if finalState(r.State) {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := n.s.Trigger(context.Background(), "hourly"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the manual run of hourly to finish", 10*time.Second, func() bool {
+		for _, r := range records(t, n.store, "hourly") {
+			if finalState(r.State) {
+				return true
+			}
+		}
+		return false
+	})
+	js, err := jetstream.New(srv.Connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "KV_t_jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]time.Duration{"often": MinHistory, "hourly": 100 * time.Hour} {
+		for k, r := range records(t, n.store, job) {
+			if !finalState(r.State) {
+				continue
+			}
+			m, err := st.GetLastMsgForSubject(ctx, "$KV.t_jobs."+k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ttl := m.Header.Get("Nats-TTL")
+			got, _ := time.ParseDuration(ttl)
+			if got == 0 {
+				if secs, err := time.ParseDuration(ttl + "s"); err == nil {
+					got = secs
+				}
+			}
+			if got != want {
+				t.Errorf("record %s (%s): Nats-TTL %q, want %v", k, r.State, ttl, want)
+			}
+		}
+	}
+}
