@@ -87,7 +87,8 @@ var deployHelpFlag = regexp.MustCompile(`^\s+-([A-Za-z0-9][A-Za-z0-9_.-]*)(?:\s+
 func deployCommandFlags(t *testing.T, bin, command string) (deployFlagSet, error) {
 	t.Helper()
 	out, _ := exec.Command(bin, command, "-h").CombinedOutput() // -h exits 2
-	if !bytes.Contains(out, []byte("Usage of "+command)) {
+	// Go's flag package prints "Usage of run:"; the CLI's own help "usage: coordinator run".
+	if !bytes.Contains(out, []byte("Usage of "+command)) && !bytes.Contains(out, []byte("usage: coordinator "+command)) {
 		return nil, fmt.Errorf("`coordinator %s -h` printed no flag list:\n%s", command, out)
 	}
 	set := deployFlagSet{}
