@@ -17,7 +17,8 @@ import (
 // `coordinator status`, `jobs` and `events`.
 func (d *daemon) statusPage() http.Handler {
 	return web.Handler(web.Source{
-		Node: d.cfg.Node.Name,
+		Node:  d.cfg.Node.Name,
+		Token: d.cfg.Node.HTTPToken, // the page shows what /status does: same guard
 		Status: func(ctx context.Context) (any, error) {
 			return collectStatus(ctx, d.liveStore.Load())
 		},
