@@ -60,6 +60,8 @@ type job struct {
 	changed  chan struct{}        // closed and replaced whenever leases or runs change
 	gone     []goneLease          // ticks whose lease went away: to check for a lost run, in order of notBefore
 
+	garbageSeen map[string]bool // keys holding garbage, logged once
+
 	catchUpFrom time.Time // the earliest tick a requested catch-up pass starts after
 	lastHandled time.Time // the latest tick the tick loop claimed or found claimed
 }
