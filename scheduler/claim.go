@@ -57,10 +57,13 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 	if req.prevRev == 0 {
 		// A read first saves three writes when another node already has it.
 		gctx, cancel := j.opCtx(ctx)
-		_, err := j.s.bucket.Get(gctx, key)
+		e, err := j.s.bucket.Get(gctx, key)
 		cancel()
 		switch {
 		case err == nil:
+			if _, derr := decodeRun(key, e.Value); derr != nil {
+				j.garbage(key, "the tick does not run; delete the key if it was written by hand", derr)
+			}
 			return outTaken, Tick{}, nil, nil
 		case !errors.Is(err, kv.ErrNotFound):
 			return outTaken, Tick{}, nil, err
@@ -94,6 +97,22 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 		}
 	}()
 	l, err := j.createLease(ctx, key, rec, r)
+	if errors.Is(err, errGarbageLease) {
+		// Waiting for it to go away would stall the job's tick loop for the whole miss
+		// window: the tick is recorded skipped instead, and the next one is claimed on time.
+		j.garbage(leaseKeyOf(key), "the tick is recorded skipped; delete the key if it was written by hand", err)
+		rec.State, rec.Reason, rec.Ended = StateSkipped, "its run lease key "+leaseKeyOf(key)+" holds a value that is not a lease", j.clock().UTC()
+		rev, werr := j.writeRecord(ctx, key, rec, req.prevRev)
+		if errors.Is(werr, errTaken) {
+			return outTaken, Tick{}, nil, nil
+		} else if werr != nil {
+			return outTaken, Tick{}, nil, werr
+		}
+		rec.Token = rev
+		j.publish(EventSkipped, rec, rec.Reason)
+		j.updateLast(rec, rev)
+		return outSkipped, j.tickOf(rec), nil, nil
+	}
 	if errors.Is(err, kv.ErrExists) {
 		if req.prevRev != 0 {
 			return outTaken, Tick{}, nil, nil // another node retries it
@@ -142,6 +161,20 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 	}
 	started = true
 	return outStarted, j.tickOf(rec), r, nil
+}
+
+// garbage logs, once per key, a value in the jobs bucket that is not a valid record.
+func (j *job) garbage(key, what string, err error) {
+	j.mu.Lock()
+	if j.garbageSeen == nil {
+		j.garbageSeen = map[string]bool{}
+	}
+	seen := j.garbageSeen[key]
+	j.garbageSeen[key] = true
+	j.mu.Unlock()
+	if !seen {
+		j.log.Warn("a key in the jobs bucket holds a value that is not a valid record; "+what, "key", key, "err", err)
+	}
 }
 
 func (j *job) tickOf(rec Run) Tick {
@@ -207,7 +240,7 @@ func (j *job) checkGone(key string) error {
 	}
 	rec, derr := decodeRun(key, e.Value)
 	if derr != nil {
-		j.log.Warn("tick record is not a valid record; leaving it alone", "key", key, "err", derr)
+		j.garbage(key, "leaving it alone", derr)
 		return nil
 	}
 	rev := e.Revision

@@ -23,10 +23,13 @@
 // job J:
 //
 //	J.<unix>          tick claim and run record (Run, JSON) of the tick at that second;
-//	                  no per-entry TTL: it stays for the bucket's retention
+//	                  once the tick is finished, a per-entry TTL: the run history,
+//	                  HistoryTicks periods of the schedule, at least MinHistory (1h), at
+//	                  most the bucket's retention; a per-second job keeps ~3,600 keys
 //	J.<unix>-manual   the same for a run started with Trigger
-//	J.<tick>.run      run lease: who runs the tick now; per-entry TTL (WithRunLease,
-//	                  default 15s), renewed every TTL/5 by the running node
+//	J.<tick>.run      run lease: who runs the tick now; per-entry TTL (WithTiming,
+//	                  default 15s), renewed every RenewInterval by the running node with
+//	                  a lease.Lease — the same primitive and timing rule as worker claims
 //	J.last            copy of the record of the latest tick (any state), with "revision"
 //	J.catchup         catch-up lock, per-entry TTL; deleted when the pass ends
 //
@@ -68,7 +71,14 @@
 //   - After a restart, ticks less than miss-after old still run, late (reason "late").
 //
 // Nodes fire by their own wall clocks; a node whose clock is off claims early or late, but
-// the tick still runs once. Lease timing never compares clocks of different machines.
+// the tick still runs once. Every node reads time zones from the IANA database embedded in
+// the binary, never the machine's, so all compute the same ticks. Lease timing never
+// compares clocks of different machines, and no node trusts the server's: a run lease that
+// disappears without its holder releasing it — an expiry marker (the stream leader's clock
+// may run ahead), a delete or purge by hand — counts as a running run until this node's
+// own monotonic clock says a lease TTL has passed since the last revision of it seen here.
+// Only then does the sweeper record the run lost (and retry it), and only then do Skip and
+// Replace stop counting it.
 //
 // # What "exactly once" means here
 //
@@ -85,11 +95,12 @@
 //     tick again (a new compare-and-set on the same key: lease first, then the record from
 //     "lost" to "claimed" with Attempt+1 and a new Token), up to MaxAttempts: at least once,
 //     never two attempts at the same time as long as functions honour their context within
-//     TTL/5. A lost run may have done part of its work, or all of it without being able to
-//     record it.
+//     FenceGrace. A lost run may have done part of its work, or all of it without being able
+//     to record it: with WithRetryLost such a tick runs again (at-least-once; it stays
+//     opt-in).
 //   - A run whose node cannot record its end is recorded lost by the others.
-//   - After the bucket's retention a tick's record is gone; only catch-up looks back, and no
-//     further than the retention.
+//   - After the run history a finished tick's record is gone; only catch-up looks back, and
+//     no further than nine tenths of the history (records expire by the server's clock).
 //
 // # Overlap
 //
@@ -99,9 +110,12 @@
 // running lease of the job (compare-and-set, keeping its TTL: the "stop" field names the new
 // tick and token); the node holding it sees the change through its watch of the job's
 // leases, or at its next renewal, and cancels the run with ErrReplaced (recorded failed,
-// reason "replaced by …"). The new run stays "claimed" until the old ones ended or a lease
-// TTL passed. Every run start goes through the policy: scheduled, late, catch-up, retried
-// and manual ones.
+// reason "replaced by …"). The new run stays "claimed" until each old run is known to have
+// stopped: its node released its lease after the function returned, or the lease went away
+// and a lease TTL has passed on this node's clock since its last revision seen here. An old
+// run that takes long to stop while its node keeps renewing is waited for; the two never
+// overlap. Every run start goes through the policy: scheduled, late, catch-up, retried and
+// manual ones.
 //
 // # Missed ticks
 //
@@ -111,7 +125,8 @@
 // Ticks with a record are left alone; the others get, per WithCatchUp: None (default)
 // records them missed (event job.missed); Last runs the most recent once and records the
 // others missed; All runs the most recent ones up to the limit, oldest first and one after
-// the other, and records the older ones missed. Catch-up runs claim the same keys, so they
+// the other, and records the older ones missed. "Most recent" counts only ticks without a
+// record: one that a tick loop claimed late does not use up the policy. Catch-up runs claim the same keys, so they
 // too run once. A job with no J.last (new) catches up nothing. J.last is rewritten when half
 // the retention old, so that a monthly job keeps its anchor.
 //

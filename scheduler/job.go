@@ -30,6 +30,7 @@ type leaseView struct {
 type goneLease struct {
 	key       string
 	notBefore time.Time
+	running   bool // last seen running, or never seen: Skip and Replace count it until notBefore
 }
 
 // job is one added job on this node: its tick loop, its watcher of run leases, the sweeper
@@ -59,6 +60,8 @@ type job struct {
 	runs     map[string]*run      // this node's runs, by tick key
 	changed  chan struct{}        // closed and replaced whenever leases or runs change
 	gone     []goneLease          // ticks whose lease went away: to check for a lost run, in order of notBefore
+
+	garbageSeen map[string]bool // keys holding garbage, logged once
 
 	catchUpFrom time.Time // the earliest tick a requested catch-up pass starts after
 	lastHandled time.Time // the latest tick the tick loop claimed or found claimed
@@ -206,7 +209,7 @@ func (j *job) main() {
 			// to show that its lease is gone. This node saw no revision of it: it times a
 			// lease TTL from now.
 			j.mu.Lock()
-			j.addGoneLocked(tickKey(j.name, last.Tick, last.Manual), j.clock().Add(j.leaseTTL(leaseRecord{})))
+			j.addGoneLocked(tickKey(j.name, last.Tick, last.Manual), j.clock().Add(j.leaseTTL(leaseRecord{})), last.State == StateRunning)
 			j.mu.Unlock()
 		}
 	}
@@ -424,27 +427,28 @@ func (j *job) leaseWentLocked(key string, prev leaseView, had bool) {
 	case had && !prev.malformed && prev.rec.State == leaseDone:
 		return
 	case had && !prev.malformed && prev.rec.State == leaseLost:
-		j.addGoneLocked(key, now) // recorded lost by its own node: retry at once
+		j.addGoneLocked(key, now, false) // recorded lost by its own node: retry at once
 	case had:
-		j.addGoneLocked(key, prev.seenAt.Add(j.leaseTTL(prev.rec)))
+		j.addGoneLocked(key, prev.seenAt.Add(j.leaseTTL(prev.rec)), !prev.malformed && prev.rec.State == leaseRunning)
 	default:
-		j.addGoneLocked(key, now.Add(j.leaseTTL(leaseRecord{})))
+		j.addGoneLocked(key, now.Add(j.leaseTTL(leaseRecord{})), true)
 	}
 }
 
 // addGoneLocked queues tick key for the sweeper at notBefore. j.mu must be held.
-func (j *job) addGoneLocked(key string, notBefore time.Time) {
+func (j *job) addGoneLocked(key string, notBefore time.Time, running bool) {
 	for i, g := range j.gone {
 		if g.key == key {
 			if notBefore.After(g.notBefore) {
 				j.gone[i].notBefore = notBefore
 			}
+			j.gone[i].running = g.running || running
 			j.sortGoneLocked()
 			kick(j.goneKick)
 			return
 		}
 	}
-	j.gone = append(j.gone, goneLease{key: key, notBefore: notBefore})
+	j.gone = append(j.gone, goneLease{key: key, notBefore: notBefore, running: running})
 	j.sortGoneLocked()
 	kick(j.goneKick)
 }
@@ -457,7 +461,7 @@ func (j *job) sortGoneLocked() {
 // than a lease TTL ago by this node's clock: its run may still be going. j.mu must be held.
 func (j *job) fadingLocked(key string, now time.Time) (string, time.Time) {
 	for _, g := range j.gone {
-		if g.key != key && now.Before(g.notBefore) {
+		if g.key != key && g.running && now.Before(g.notBefore) {
 			if _, live := j.leases[g.key]; !live {
 				return g.key, g.notBefore
 			}

@@ -11,6 +11,9 @@ import (
 	"github.com/jetcoord/coordinator/lease"
 )
 
+// errGarbageLease: the lease key holds a value that is not a lease (written by hand, say).
+var errGarbageLease = errors.New("scheduler: the lease key holds a value that is not a lease")
+
 // runLease is a short-lived entry with a per-entry TTL that this node keeps renewed while it
 // holds it: a run lease <job>.<tick>.run or the catch-up lock <job>.catchup. The renew
 // loop, deadline and fence are lease.Lease's, with the scheduler's timings (the one rule,
@@ -64,7 +67,11 @@ func (l *runLease) create(ctx context.Context, onLost func(error)) error {
 		e, gerr := j.readDecisive(gctx, l.key)
 		cancel()
 		if gerr == nil {
-			if cur, derr := decodeLease(l.key, e.Value); derr == nil && cur.Claim == l.rec.Claim {
+			cur, derr := decodeLease(l.key, e.Value)
+			switch {
+			case derr != nil:
+				return fmt.Errorf("%w: %w", errGarbageLease, derr)
+			case cur.Claim == l.rec.Claim:
 				return l.start(e.Revision, sent, onLost)
 			}
 			return kv.ErrExists

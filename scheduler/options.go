@@ -314,8 +314,13 @@ func WithCatchUp(p CatchUp, limit int) JobOption {
 }
 
 // WithRetryLost runs a lost tick again — one whose node died or was cut off mid-run — on
-// another node, with Tick.Attempt one higher, up to MaxAttempts runs. Default false: a lost
-// run is recorded and not repeated, so a tick runs at most once.
+// another node, with Tick.Attempt one higher, up to MaxAttempts runs. That makes the job
+// at-least-once, not exactly-once: a run that did all its work but could not record its
+// end (its node was cut off from NATS for a lease TTL right after it returned) is lost to
+// the others and runs again. Use it for idempotent jobs, or pass Tick.Token on as a fencing
+// token. Two attempts never run at the same time, as long as job functions return within
+// FenceGrace of their context ending. Default false: a lost run is recorded and not
+// repeated, so a tick runs at most once.
 func WithRetryLost(retry bool) JobOption {
 	return func(o *jobOptions) *inputError { o.retryLost = retry; return nil }
 }

@@ -3,12 +3,15 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetcoord/coordinator/internal/cluster"
 	"github.com/jetcoord/coordinator/internal/natstest"
 )
 
@@ -195,4 +198,70 @@ func TestFinishedTickRecordsExpire(t *testing.T) {
 			}
 		}
 	}
+}
+
+// WithRetryLost is at-least-once: a run that did all its work but whose node was cut off
+// before it could record the end is recorded lost by another node once its lease ran out,
+// and runs again (issue 12, case 6). The two runs never overlap. Without WithRetryLost the
+// tick would stay recorded lost (TestLostRunWithoutRetry): at most once.
+func TestRetryLostIsAtLeastOnce(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	proxy, err := cluster.NewProxy(fmt.Sprintf("127.0.0.1:%d", srv.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	var l ledger
+	body := func(ctx context.Context, tick Tick) error {
+		if tick.Attempt == 1 {
+			proxy.Block() // the work is done; the node is cut off before it records so
+		}
+		return nil
+	}
+	add := func(name string) func(*Scheduler) {
+		return func(s *Scheduler) {
+			mustAdd(t, s, "report", "0 0 0 1 1 *", l.fn(name, body), WithRetryLost(true))
+		}
+	}
+	// a reaches NATS through the proxy, b directly.
+	nc, err := nats.Connect(proxy.URL(), nats.Timeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, err := New(openStore(t, nc), "a", testOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("a")(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		proxy.Unblock()
+		_ = a.Close()
+	})
+	b := startNode(t, srv, "b", testOpts(), add("b"))
+
+	tick, err := a.Trigger(ctx, "report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attempt 2", 20*time.Second, func() bool { return len(l.snapshot()) >= 2 })
+	runs := l.snapshot()
+	first, retry := runs[0], runs[1]
+	if first.node != "a" || first.tick.Attempt != 1 || retry.node != "b" || retry.tick.Attempt != 2 || retry.tick.Token <= tick.Token {
+		t.Fatalf("runs: %+v then %+v", first, retry)
+	}
+	checkNoOverlap(t, runs)
+	k := tickKey("report", tick.Time, true)
+	waitFor(t, "attempt 2 recorded", 5*time.Second, func() bool {
+		r := records(t, b.store, "report")[k]
+		return r.State == StateSucceeded && r.Attempt == 2
+	})
+	t.Logf("attempt 1 completed on a at %v, a cut off before recording it; attempt 2 ran on b %v later",
+		first.end.Format("05.000"), retry.start.Sub(first.end).Round(time.Millisecond))
 }
