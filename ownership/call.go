@@ -327,7 +327,10 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 		}
 		deadline := time.Time{}
 		if d, err := time.ParseDuration(m.Header.Get(HeaderTimeout)); err == nil && d > 0 {
-			deadline = received.Add(d)
+			// The request and its reply spend time in transit, which the relative timeout
+			// does not count: end a tenth early (at most 1s), so that the caller is still
+			// waiting when the owner gives up, and the reply can still reach it.
+			deadline = received.Add(d - min(d/10, time.Second))
 		}
 		var expired <-chan time.Time
 		if !deadline.IsZero() {

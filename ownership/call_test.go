@@ -291,7 +291,7 @@ func TestCallDroppedAfterCallerGaveUp(t *testing.T) {
 	if err := waitCond(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return seen["block"] == MaxConcurrentCalls }); err != nil {
 		t.Fatal("the blocking calls did not all start")
 	}
-	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	short, scancel := context.WithTimeout(ctx, time.Second)
 	_, err := Call(short, srv.Connect(), "t", "busy", []byte("late"))
 	scancel()
 	if !errors.Is(err, ErrNoOwner) {
