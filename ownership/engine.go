@@ -630,6 +630,20 @@ func (e *Engine) watchClaims() {
 				break loop
 			case <-syncedCh:
 				syncedCh = nil
+				// Synced closes after the last initial entry was queued: take those first,
+				// or a claim (or marker) still queued would be taken for "never written".
+			drain:
+				for {
+					select {
+					case c, ok := <-w.Changes():
+						if !ok {
+							break drain
+						}
+						e.dispatch(c)
+					default:
+						break drain
+					}
+				}
 				for _, cw := range covered {
 					cw.observe(observation{known: true, never: true, unseen: true})
 				}
