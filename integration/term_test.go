@@ -188,3 +188,40 @@ func mustRuns(t *testing.T, c *cluster.Cluster) []cluster.Run {
 	}
 	return runs
 }
+
+// TestWorkersBucketDeleted: the workers bucket is deleted under a running node. Its worker
+// stops (its claim is gone), the node recreates the bucket itself and runs the worker again
+// with a larger token: tokens never go backwards.
+func TestWorkersBucketDeleted(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, cluster.Options{Nodes: 1, TTL: 2 * time.Second, Workers: recorded("w")})
+	settle(t, c, "w")
+	r := liveRun(t, c, "w", takeoverTimeout)
+	nc, err := nats.Connect(c.ClientURLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := cluster.MonoNow()
+	if err := js.DeleteKeyValue(ctx, c.Namespace()+"_workers"); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.WaitRun("w", takeoverTimeout, func(x cluster.Run) bool { return x.Start > t0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bucket deleted: token %d → %d, running again after %s", r.Token, r2.Token, ms(r2.Start.Sub(t0)))
+	if r2.Token <= r.Token {
+		t.Errorf("token went backwards: %d after %d", r2.Token, r.Token)
+	}
+	if err := c.WaitReady(takeoverTimeout); err != nil {
+		t.Error(err)
+	}
+	overlapReport(t, c, "bucket deleted", t0)
+}

@@ -74,14 +74,24 @@ func serverTTL(ttl time.Duration) time.Duration {
 	return time.Duration(math.Ceil(ttl.Seconds())) * time.Second
 }
 
-// Get returns the live entry of key, as the stream leader has it. It returns ErrNotFound
-// when the key was never written, was deleted or has expired, ErrBucketNotFound when the
-// bucket is gone, and ErrUnavailable when JetStream did not answer.
-//
-// KV buckets allow direct gets, which any replica answers, a lagging follower included.
-// Every read of this package decides something — whether a write of ours landed, which
-// checkpoint the next owner starts from — so it asks the leader (STREAM.MSG.GET) instead.
+// Get returns the live entry of key. Any replica may answer (a direct get), a lagging
+// follower included: use it where a stale answer only delays, and GetLeader where the
+// answer decides something. It returns ErrNotFound when the key was never written, was
+// deleted or has expired, and ErrUnavailable when JetStream did not answer.
 func (b *Bucket) Get(ctx context.Context, key string) (Entry, error) {
+	e, err := b.kv.Get(ctx, key)
+	if err != nil {
+		return Entry{}, translate("get", key, err)
+	}
+	return Entry{Key: key, Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+}
+
+// GetLeader is Get answered by the stream leader (STREAM.MSG.GET), never by a follower that
+// may lag. Reads that decide something — whether a write of ours landed, which checkpoint
+// the next owner starts from — use it. While the stream has no leader it fails with
+// ErrUnavailable where Get might still answer. It also returns ErrBucketNotFound when the
+// bucket is gone.
+func (b *Bucket) GetLeader(ctx context.Context, key string) (Entry, error) {
 	m, err := b.lastMsg(ctx, key)
 	if err != nil {
 		return Entry{}, translate("get", key, err)

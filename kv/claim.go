@@ -116,10 +116,11 @@ func (e ClaimEntry) Token() uint64 {
 	return e.Revision
 }
 
-// GetClaim reads the claim of worker. It returns ErrNotFound when the worker is unowned. A
-// malformed value is not an error of GetClaim: it is reported in ClaimEntry.Err.
+// GetClaim reads the claim of worker from the stream leader (see GetLeader). It returns
+// ErrNotFound when the worker is unowned. A malformed value is not an error of GetClaim: it
+// is reported in ClaimEntry.Err.
 func (b *Bucket) GetClaim(ctx context.Context, worker string) (ClaimEntry, error) {
-	e, err := b.Get(ctx, worker)
+	e, err := b.GetLeader(ctx, worker)
 	if err != nil {
 		return ClaimEntry{}, err
 	}

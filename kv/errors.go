@@ -50,7 +50,8 @@ func translate(op, key string, err error) error {
 		sentinel = ErrConflict
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		sentinel = ErrNotFound
-	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, nats.ErrStreamNotFound): // a KV watch uses the legacy push API
 		sentinel = ErrBucketNotFound
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 		sentinel = ErrTooLarge

@@ -28,9 +28,10 @@ type StateRecord struct {
 	Data   []byte    `json:"data"` // base64 in JSON
 }
 
-// GetState returns the worker's last checkpoint and its revision; ErrNotFound if none.
+// GetState returns the worker's last checkpoint and its revision, as the stream leader has
+// it (a new owner must not start from an older checkpoint); ErrNotFound if none.
 func (b *Bucket) GetState(ctx context.Context, worker string) (StateRecord, uint64, error) {
-	e, err := b.Get(ctx, worker)
+	e, err := b.GetLeader(ctx, worker)
 	if err != nil {
 		return StateRecord{}, 0, err
 	}

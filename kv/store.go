@@ -237,17 +237,20 @@ func (s *Store) stateFloor(ctx context.Context) uint64 {
 // above every token the state checkpoints remember, so that fencing tokens never go
 // backwards. It returns the first revision of a bucket it created, 0 if the bucket was
 // there. It returns ErrUnavailable when JetStream did not answer.
-func (s *Store) EnsureWorkers(ctx context.Context, floor uint64) (uint64, error) {
-	if _, err := s.js.Stream(ctx, "KV_"+s.Workers.name); err == nil {
-		return 0, nil
+//
+// created is when the bucket's stream was created: a change tells that someone else
+// deleted and recreated it in between.
+func (s *Store) EnsureWorkers(ctx context.Context, floor uint64) (first uint64, created time.Time, err error) {
+	if st, err := s.js.Stream(ctx, "KV_"+s.Workers.name); err == nil {
+		return 0, st.CachedInfo().Created, nil
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, translate("bind bucket", s.Workers.name, err)
+		return 0, time.Time{}, translate("bind bucket", s.Workers.name, err)
 	}
 	floor = max(floor, s.stateFloor(ctx))
 	if _, err := createAbove(ctx, s.js, s.workersCfg, floor); err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return floor + 1, nil
+	return floor + 1, time.Time{}, nil
 }
 
 // EnsureEvents recreates the events stream if it is gone.

@@ -276,8 +276,8 @@ func TestReadsAskTheStreamLeader(t *testing.T) {
 	if c, err := s.Workers.Latest(ctx, "w"); err != nil || c.Op != OpPut {
 		t.Fatalf("Latest = %+v, %v", c, err)
 	}
-	if _, err := s.Workers.Get(ctx, "none"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get of a missing key = %v, want ErrNotFound", err)
+	if _, err := s.Workers.GetClaim(ctx, "none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetClaim of a missing key = %v, want ErrNotFound", err)
 	}
 	if err := spy.Flush(); err != nil {
 		t.Fatal(err)

@@ -144,6 +144,9 @@ type Engine struct {
 
 	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
 	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
+	// claimsCreated is when the workers bucket's stream was created, as last checked (only
+	// by watchClaims).
+	claimsCreated time.Time
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -634,6 +637,20 @@ func (e *Engine) watchClaims() {
 				break loop
 			case <-syncedCh:
 				syncedCh = nil
+				// Synced closes after the last initial entry was queued: take those first,
+				// or a claim (or marker) still queued would be taken for "never written".
+			drain:
+				for {
+					select {
+					case c, ok := <-w.Changes():
+						if !ok {
+							break drain
+						}
+						e.dispatch(c)
+					default:
+						break drain
+					}
+				}
 				for _, cw := range covered {
 					cw.observe(observation{known: true, never: true, unseen: true})
 				}
@@ -695,11 +712,23 @@ func (e *Engine) noteRevision(rev uint64) {
 func (e *Engine) ensureClaims() bool {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
-	first, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
-	if err != nil || first == 0 {
+	first, created, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
+	if err != nil {
 		return false
 	}
+	if first == 0 {
+		prev := e.claimsCreated
+		e.claimsCreated = created
+		if prev.IsZero() || prev.Equal(created) {
+			return false
+		}
+		// Deleted and created again by someone else: its revisions may have started
+		// over. Watch it anew and take its revisions whatever their number.
+		e.log.Warn("the workers bucket was recreated by someone else; watching it anew", "created", created)
+		return true
+	}
 	e.watching.Store(false)
+	e.claimsCreated = time.Time{} // ours: the next check records its creation time
 	e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
 	if err := e.store.EnsureEvents(ctx); err != nil {
 		e.log.Warn("could not recreate the events stream", "err", err)
@@ -713,11 +742,12 @@ func (e *Engine) ensureClaims() bool {
 func (e *Engine) recreateClaims() error {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
-	first, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
+	first, _, err := e.store.EnsureWorkers(ctx, e.maxRev.Load())
 	if err != nil {
 		return err
 	}
 	if first > 0 {
+		e.claimsCreated = time.Time{}
 		e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
 	}
 	if err := e.store.EnsureEvents(ctx); err != nil {
