@@ -331,6 +331,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	stopping := false
 	handoff := ""
 	ended := ctx.Done()
+	stopC := w.stop // nil once stopping: a closed channel in a select would spin the loop
 	var stopTimer Timer
 	defer func() {
 		if stopTimer != nil {
@@ -339,6 +340,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	}()
 	beginStop := func() {
 		stopping = true
+		stopC = nil
 		ended = nil // the term now ends when the worker has stopped
 		cancel(ErrStopping)
 		stopTimer = clock.NewTimer(e.cfg.ShutdownGrace)
@@ -347,14 +349,12 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 
 	for {
 		select {
-		case <-w.stop:
-			if !stopping {
-				beginStop()
-			}
+		case <-stopC:
+			beginStop()
 		case reason := <-w.handoff:
 			if !stopping {
 				handoff = reason
-				w.log().Info("handing over", "reason", reason)
+				w.log().Debug("handing over", "reason", reason)
 				beginStop()
 			}
 		case <-stopDeadline:
@@ -495,14 +495,14 @@ func (w *worker) release(rev, token uint64, reason string) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	defer cancel()
-	if !e.acquireOp(ctx) {
+	if !e.acquireRelease(ctx) {
 		w.log().Warn("could not release claim in time; it will expire")
 		return
 	}
-	defer e.releaseOp()
+	defer e.doneRelease()
 	released := func() {
 		e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
-		w.log().Info("released", "token", token)
+		w.log().Debug("released", "token", token) // a paced stop logs its progress
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
