@@ -268,3 +268,57 @@ func containsLine(lines []string, s string) bool {
 	}
 	return false
 }
+
+// TestDrainLosesNoLease drains one of three nodes that share 3×stopWorkers/2 workers: the
+// drained node hands every worker over, none of its claims expires and no lease is lost on
+// any node.
+func TestDrainLosesNoLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many workers")
+	}
+	srv := natstest.Run(t)
+	ws := names(stopWorkers * 3 / 2)
+	plog := newProgressLog()
+	ms := []*lossCounter{{}, {}, {}}
+	var es []*Engine
+	for i, n := range []string{"a", "b", "c"} {
+		log := quiet
+		if n == "a" {
+			log = slog.New(plog)
+		}
+		es = append(es, startCounted(t, srv, n, stopConfig(), ms[i], log))
+	}
+	owned := func() int64 { return ms[0].owned.Load() + ms[1].owned.Load() + ms[2].owned.Load() }
+	registerAll(t, es, ws, owned)
+	share := int64(len(ws) / 3)
+	waitFor(t, "a share on every node", 2*time.Minute, func() bool {
+		return owned() == int64(len(ws)) && ms[0].owned.Load() > share*9/10 && ms[1].owned.Load() > share*9/10
+	})
+	x := watchExpiries(t, srv)
+	var before int64
+	for _, m := range ms {
+		before += m.lost.Load()
+	}
+	onA := ms[0].owned.Load()
+
+	t0 := time.Now()
+	es[0].SetDraining(context.Background(), true)
+	waitFor(t, "a drained", 2*time.Minute, func() bool {
+		return ms[0].owned.Load() == 0 && ms[1].owned.Load()+ms[2].owned.Load() == int64(len(ws))
+	})
+	took := time.Since(t0)
+	var lost int64
+	for _, m := range ms {
+		lost += m.lost.Load()
+	}
+	lost -= before
+	expired := x.count(t)
+	t.Logf("drain of %d workers took %v: %d leases lost, %d claims expired", onA, took.Round(time.Millisecond), lost, expired)
+	plog.report(t)
+	if lost != 0 || expired != 0 {
+		t.Errorf("a drain lost %d leases and let %d claims expire; want none", lost, expired)
+	}
+	if !containsLine(plog.snapshot(), fmt.Sprintf("of %d", onA)) {
+		t.Errorf("no progress line says how many of the %d workers were handed over", onA)
+	}
+}
