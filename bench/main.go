@@ -37,6 +37,7 @@ type options struct {
 	claimsTime time.Duration
 	only       map[string]bool
 	keep       bool
+	drain      bool
 	verbose    bool
 }
 
@@ -60,6 +61,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "how long to measure a holder's CPU once all its workers are claimed")
 	fs.DurationVar(&o.claimsTime, "claims-time", 3*time.Second, "how long each claims/s measurement runs")
 	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5, stop (default all)")
+	fs.BoolVar(&o.drain, "drain", true, "stop phase: also measure the drain of one of three holders (about 5 minutes)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (node logs, runs.log) and print where")
 	fs.BoolVar(&o.verbose, "v", false, "print the harness's log lines")
 	if err := fs.Parse(args); err != nil {

@@ -48,7 +48,7 @@ func (b *bench) stops(ctx context.Context) error {
 		b.res.NA(fmt.Sprintf("stop_s_%d", stopWorkers), err.Error())
 		return err
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !b.opts.drain {
 		return ctx.Err()
 	}
 	if err := b.drainFigures(url); err != nil {
