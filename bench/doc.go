@@ -7,7 +7,7 @@
 //
 // After the figures it prints, as comment lines (#), ours next to the figures users
 // compare with: the etcd v3.7.3 election recipe measured on the same kind of machine.
-// Progress goes to stderr. The whole run takes about six to seven minutes.
+// Progress goes to stderr. The whole run takes about ten minutes (the stop phase three to five of them).
 //
 // # Figures
 //
