@@ -7,7 +7,7 @@
 //
 // After the figures it prints, as comment lines (#), ours next to the figures users
 // compare with: the etcd v3.7.3 election recipe measured on the same kind of machine.
-// Progress goes to stderr. The whole run takes about six to seven minutes.
+// Progress goes to stderr. The whole run takes about ten minutes (the stop phase three to five of them).
 //
 // # Figures
 //
@@ -43,6 +43,17 @@
 //   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).
+//
+// stop — planned stops of many workers, against one daemon at TTL 15s (see stop.go):
+//
+//   - stop_s_10000: SIGTERM of a holder of 10,000 workers until it exited;
+//     stop_leases_lost_10000: leases its engine lost on the way plus claims that expired or
+//     were left in the store (0 when every claim is released).
+//
+//   - drain_s_3333, drain_leases_lost_3333 (skip with -drain=false): three holders share
+//     10,000 workers, one is drained (SIGUSR1) until the others own them all.
+//
+//     go run ./bench -only stop -drain=false -out /tmp/stop   # the stop figure alone
 //
 // Each kill or handoff stops a node drawn from a fixed-seed generator, so that the node
 // that leads the workers' KV stream is hit about as often as a random crash would hit it;

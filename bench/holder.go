@@ -29,9 +29,10 @@ import (
 // ownership library with N no-op Go workers, the way an application embeds it, so that
 // its CPU and memory can be read from /proc without the benchmark's own.
 //
-// It prints "ready" once the engine has read the claims, then "owned N renewals R errors E"
-// whenever the number of workers it holds changes, and every second. It stops (releasing its claims) on SIGTERM or when
-// its stdin closes, so that it never outlives the benchmark.
+// It prints "ready" once the engine has read the claims, then "owned N renewals R errors E
+// lost L" whenever the number of workers it holds changes, and every second, and once more
+// after its engine closed. It stops (releasing its claims) on SIGTERM or when its stdin
+// closes, so that it never outlives the benchmark; SIGUSR1 drains it.
 
 const holderArg = "holder"
 
@@ -42,9 +43,15 @@ type ownedCounter struct {
 	n        atomic.Int64
 	renewals atomic.Int64
 	errors   atomic.Int64
+	lost     atomic.Int64
 }
 
-func (c *ownedCounter) Owned(delta int) { c.n.Add(int64(delta)) }
+func (c *ownedCounter) Owned(delta int)          { c.n.Add(int64(delta)) }
+func (c *ownedCounter) LeaseLost(string, string) { c.lost.Add(1) }
+
+func (c *ownedCounter) line() string {
+	return fmt.Sprintf("owned %d renewals %d errors %d lost %d", c.n.Load(), c.renewals.Load(), c.errors.Load(), c.lost.Load())
+}
 
 func (c *ownedCounter) Renewal(_ string, _ time.Duration, err error) {
 	if err != nil {
@@ -61,6 +68,7 @@ func holderMain(args []string) int {
 	node := fs.String("node", "holder", "node name")
 	n := fs.Int("workers", 0, "no-op workers to register")
 	prefix := fs.String("prefix", "w", "worker name prefix")
+	info := fs.Bool("info", false, "log at INFO (the progress of a stop or a drain), not only warnings")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,7 +79,15 @@ func holderMain(args []string) int {
 		stop()
 	}()
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	drain := make(chan os.Signal, 1)
+	signal.Notify(drain, syscall.SIGUSR1)
+	defer signal.Stop(drain)
+
+	level := slog.LevelWarn
+	if *info {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	nc, err := nats.Connect(*url, nats.Name("bench "+*node), nats.MaxReconnects(-1))
 	if err != nil {
 		log.Error("connect", "err", err)
@@ -115,14 +131,17 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-drain:
+			e.SetDraining(context.Background(), true)
 		case <-t.C:
 			if v := owned.n.Load(); v != last || time.Since(printed) >= time.Second {
 				last, printed = v, time.Now()
-				fmt.Printf("owned %d renewals %d errors %d\n", v, owned.renewals.Load(), owned.errors.Load())
+				fmt.Println(owned.line())
 			}
 		}
 	}
 	_ = e.Close()
+	fmt.Println(owned.line())
 	return 0
 }
 
@@ -137,12 +156,13 @@ type holder struct {
 	owned    atomic.Int64
 	renewals atomic.Int64
 	errors   atomic.Int64
+	lost     atomic.Int64 // leases the holder's engine lost (Metrics.LeaseLost)
 	done     chan struct{}
 	wg       sync.WaitGroup
 }
 
 // startHolder runs this binary as a holder against url; its stderr goes to a file in dir.
-func startHolder(dir, url, ns, node, prefix string, workers int) (*holder, error) {
+func startHolder(dir, url, ns, node, prefix string, workers int, extra ...string) (*holder, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -152,8 +172,9 @@ func startHolder(dir, url, ns, node, prefix string, workers int) (*holder, error
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, holderArg, "-nats", url, "-namespace", ns, "-node", node,
-		"-workers", strconv.Itoa(workers), "-prefix", prefix)
+	args := append([]string{holderArg, "-nats", url, "-namespace", ns, "-node", node,
+		"-workers", strconv.Itoa(workers), "-prefix", prefix}, extra...)
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
@@ -181,11 +202,12 @@ func startHolder(dir, url, ns, node, prefix string, workers int) (*holder, error
 			case line == "ready":
 				readyOnce.Do(func() { close(h.ready) })
 			case strings.HasPrefix(line, "owned "):
-				var o, r, e int64
-				if _, err := fmt.Sscanf(line, "owned %d renewals %d errors %d", &o, &r, &e); err == nil {
+				var o, r, e, l int64
+				if _, err := fmt.Sscanf(line, "owned %d renewals %d errors %d lost %d", &o, &r, &e, &l); err == nil {
 					h.owned.Store(o)
 					h.renewals.Store(r)
 					h.errors.Store(e)
+					h.lost.Store(l)
 				}
 			}
 		}

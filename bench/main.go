@@ -37,6 +37,7 @@ type options struct {
 	claimsTime time.Duration
 	only       map[string]bool
 	keep       bool
+	drain      bool
 	verbose    bool
 }
 
@@ -45,6 +46,7 @@ const (
 	phaseSingle = "single" // one daemon: idle RSS, claims on 1 node, holders (CPU, RSS, balance)
 	phaseTTL2   = "ttl2"   // three nodes at TTL 2s: cron delay, claims on 3 nodes, handoffs, kills
 	phaseTTL5   = "ttl5"   // three nodes at TTL 5s: kills
+	phaseStop   = "stop"   // planned stop of 10,000 workers and drain of 3,333 (stop.go)
 )
 
 func parseFlags(args []string) (options, error) {
@@ -58,7 +60,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.handoffs, "handoffs", 10, "SIGTERM handoffs to measure")
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "how long to measure a holder's CPU once all its workers are claimed")
 	fs.DurationVar(&o.claimsTime, "claims-time", 3*time.Second, "how long each claims/s measurement runs")
-	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5 (default all)")
+	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5, stop (default all)")
+	fs.BoolVar(&o.drain, "drain", true, "stop phase: also measure the drain of one of three holders (about 5 minutes)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (node logs, runs.log) and print where")
 	fs.BoolVar(&o.verbose, "v", false, "print the harness's log lines")
 	if err := fs.Parse(args); err != nil {
@@ -67,8 +70,8 @@ func parseFlags(args []string) (options, error) {
 	o.only = map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
 		if p = strings.TrimSpace(p); p != "" {
-			if p != phaseSingle && p != phaseTTL2 && p != phaseTTL5 {
-				return o, fmt.Errorf("-only: unknown phase %q (use single, ttl2, ttl5)", p)
+			if p != phaseSingle && p != phaseTTL2 && p != phaseTTL5 && p != phaseStop {
+				return o, fmt.Errorf("-only: unknown phase %q (use single, ttl2, ttl5, stop)", p)
 			}
 			o.only[p] = true
 		}
@@ -147,6 +150,11 @@ func run(args []string) int {
 			b.fail(phaseTTL5, err)
 		}
 		b.failoverFigures("failover_kill_ms_ttl5s", o.kills5)
+	}
+	if o.runs(phaseStop) && ctx.Err() == nil {
+		if err := b.stops(ctx); err != nil {
+			b.fail(phaseStop, err)
+		}
 	}
 	if ctx.Err() != nil {
 		b.logf("interrupted; every process stopped")

@@ -165,7 +165,10 @@ type Engine struct {
 	memberWrite   chan chan error // write the membership record now and reply
 	draining      bool
 	membersSynced chan struct{}
-	ops           chan struct{}     // bounds bursty store operations (claims, releases)
+	ops           chan struct{}     // bounds bursty claims
+	releases      chan struct{}     // bounds releases in flight (stop.go)
+	renewals      *renewWatch       // notes failed and slow renewals for paced stops
+	drainGen      uint64            // counts SetDraining calls; a paced drain runs while it is unchanged
 	expect        int               // WithExpectedMembers
 	startedAt     time.Time         // when Start was called
 	assignment    map[string]string // cached placement; nil = recompute
@@ -199,6 +202,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopCtx, stopCancel := context.WithCancel(context.Background())
+	renewals := &renewWatch{Metrics: o.metrics, slow: cfg.RenewInterval / 2}
 	e := &Engine{
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
@@ -210,7 +214,8 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		incarnation: o.incarnation,
 		cfg:         cfg,
 		log:         o.log.With("node", node),
-		metrics:     o.metrics,
+		metrics:     renewals,
+		renewals:    renewals,
 		ctx:         ctx,
 		cancel:      cancel,
 		workers:     map[string]*worker{},
@@ -223,6 +228,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		memberStop:  make(chan struct{}),
 		memberWrite: make(chan chan error),
 		ops:         make(chan struct{}, maxBurstOps),
+		releases:    make(chan struct{}, stopWindow),
 
 		membersSynced: make(chan struct{}),
 		rebalanceKick: make(chan struct{}, 1),
@@ -333,10 +339,13 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops every worker this node runs, releases their claims and stops the engine. It
-// returns within ShutdownGrace + FenceGrace (plus a store call's timeout), also when a
-// worker ignores its context: such a worker is left behind — logged, its claim left to
-// expire — and the error wraps ErrLeftBehind and names it. Safe to call more than once.
+// Close stops every worker this node runs, releases their claims and stops the engine. The
+// workers are stopped in paced batches (see stop.go) so that every claim stays renewed until
+// it is released; the pace is chosen to end within ShutdownGrace, and the log says when
+// that cannot be done and reports progress every second. Close returns within
+// ShutdownGrace + FenceGrace (plus a store call's timeout), also when a worker ignores its
+// context: such a worker is left behind — logged, its claim left to expire — and the error
+// wraps ErrLeftBehind and names it. Safe to call more than once.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		hard := e.cfg.Clock.AfterFunc(e.cfg.ShutdownGrace+e.cfg.FenceGrace, e.stopCancel)
@@ -345,6 +354,7 @@ func (e *Engine) Close() error {
 		e.mu.Lock()
 		e.closing = true
 		e.draining = true // placement leaves us out from now on
+		e.drainGen++      // a paced drain ends: the stop takes over
 		e.placementChanged()
 		started := e.started
 		ws := make([]*worker, 0, len(e.workers))
@@ -361,12 +371,11 @@ func (e *Engine) Close() error {
 			}
 			cancel()
 		}
-		for _, w := range ws {
-			w.requestStop()
-		}
 		if started {
+			e.stopWorkers(ws)
+		} else {
 			for _, w := range ws {
-				<-w.done // bounded: a term gives up at stopCtx's end
+				w.requestStop()
 			}
 		}
 		close(e.memberStop) // leaves the cluster: the membership record is deleted
@@ -428,10 +437,17 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 
 // SetDraining turns draining on or off. A draining node hands over every worker it owns and
 // claims none until draining is turned off; its membership record says so, so that placement
-// leaves it out.
+// leaves it out. The handovers go in paced batches in the background, as in Close; it
+// returns once the membership record is written (or ctx ended).
 func (e *Engine) SetDraining(ctx context.Context, on bool) {
 	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return
+	}
 	e.draining = on
+	e.drainGen++
+	gen := e.drainGen
 	e.placementChanged()
 	started := e.started
 	ws := make([]*worker, 0, len(e.workers))
@@ -446,15 +462,16 @@ func (e *Engine) SetDraining(ctx context.Context, on bool) {
 	if err := e.writeMembership(ctx); err != nil {
 		e.log.Warn("could not publish the drain in the membership record; handing over anyway", "err", err)
 	}
-	for _, w := range ws {
-		if on && w.owning() {
-			w.requestHandoff("drain")
-		} else if !on {
-			select {
-			case w.notify <- struct{}{}:
-			default:
-			}
+	if on {
+		e.mu.Lock()
+		if e.drainGen == gen && !e.closing {
+			e.goFunc(func() { e.drain(gen) })
 		}
+		e.mu.Unlock()
+		return
+	}
+	for _, w := range ws {
+		w.poke()
 	}
 }
 
@@ -539,8 +556,8 @@ func (e *Engine) goFunc(f func()) {
 	}()
 }
 
-// maxBurstOps bounds concurrent claims and releases of one node, so that stopping or starting
-// 10,000 workers at once queues them here instead of timing them out in the store.
+// maxBurstOps bounds concurrent claims of one node, so that starting 10,000 workers at once
+// queues them here instead of timing them out in the store.
 const maxBurstOps = 128
 
 // acquireOp waits for a slot for a bursty store operation; false if ctx ended first.

@@ -206,8 +206,18 @@ func (e *Engine) rebalance() {
 	}
 }
 
+// moveMisplaced hands over, in paced batches at RebalanceRate (see stop.go), the workers
+// this node owns but is no longer the preferred node for. A membership change on the way
+// ends it; the next quiet period starts over.
 func (e *Engine) moveMisplaced() {
-	interval := time.Duration(float64(time.Second) / float64(e.cfg.RebalanceRate))
+	e.mu.Lock()
+	leaving := e.closing || e.draining // Close or the drain moves them all
+	e.mu.Unlock()
+	if leaving {
+		return
+	}
+	digest := e.namesDigest()
+	var ws []*worker
 	for _, name := range e.Owned() {
 		e.mu.Lock()
 		w := e.workers[name]
@@ -216,24 +226,25 @@ func (e *Engine) moveMisplaced() {
 		e.mu.Unlock()
 		// Hand over only to a live node that registered the same names: it computes the same
 		// placement and will claim at once.
-		if w == nil || to == "" || to == e.node || !w.owning() || !live || target.Workers != e.namesDigest() {
+		if w == nil || to == "" || to == e.node || !live || target.Workers != digest {
 			continue
 		}
-		w.requestHandoff("join")
-		t := e.cfg.Clock.NewTimer(interval)
-		select {
-		case <-e.ctx.Done():
-			t.Stop()
-			return
-		case <-e.rebalanceKick:
-			// Membership changed again: start over after the next quiet period.
-			t.Stop()
+		ws = append(ws, w)
+	}
+	kicked := false
+	e.pace(e.ctx, pacedStop{what: "rebalance", verb: "handed over", rate: e.cfg.RebalanceRate,
+		ask:  func(w *worker) { w.requestHandoff("join") },
+		gone: func(w *worker) bool { return !w.owning() },
+		abort: func() bool {
 			select {
-			case e.rebalanceKick <- struct{}{}:
+			case <-e.rebalanceKick:
+				kicked = true
 			default:
 			}
-			return
-		case <-t.C():
-		}
+			return kicked || e.isDraining()
+		}}, ws)
+	if kicked {
+		// Membership changed again: start over after the next quiet period.
+		e.kickRebalance()
 	}
 }

@@ -446,6 +446,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	stopping := false
 	handoff := ""
 	ended := ctx.Done()
+	stopC := w.stop // nil once stopping: a closed channel in a select would spin the loop
 	var stopTimer Timer
 	defer func() {
 		if stopTimer != nil {
@@ -454,6 +455,7 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	}()
 	beginStop := func() {
 		stopping = true
+		stopC = nil
 		ended = nil // the term now ends when the worker has stopped
 		cancel(ErrStopping)
 		stopTimer = clock.NewTimer(e.cfg.ShutdownGrace)
@@ -462,14 +464,12 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 
 	for {
 		select {
-		case <-w.stop:
-			if !stopping {
-				beginStop()
-			}
+		case <-stopC:
+			beginStop()
 		case reason := <-w.handoff:
 			if !stopping {
 				handoff = reason
-				w.log().Info("handing over", "reason", reason)
+				w.log().Debug("handing over", "reason", reason)
 				beginStop()
 			}
 		case <-stopDeadline:
@@ -621,14 +621,14 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	// stopCtx, not the engine's context: it ends only at Close's hard deadline.
 	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.ShutdownGrace)
 	defer cancel()
-	if !e.acquireOp(ctx) {
+	if !e.acquireRelease(ctx) {
 		w.log().Warn("could not release claim in time; it will expire")
 		return
 	}
-	defer e.releaseOp()
+	defer e.doneRelease()
 	released := func() {
 		e.publish(Event{Kind: KindWorker, Type: EventReleased, Name: w.name, Token: token, Reason: reason})
-		w.log().Info("released", "token", token)
+		w.log().Debug("released", "token", token) // a paced stop logs its progress
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
