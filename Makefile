@@ -4,7 +4,7 @@ BIN     := bin/coordinator
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.Version=$(VERSION)
 
-.PHONY: run build test lint bench chaos chaos-short cluster image clean
+.PHONY: run build test lint bench chaos chaos-short cluster secure-cluster fuzz-short image clean
 
 # Run the demo on one embedded node (data in ./data, clients on 127.0.0.1:4222).
 run: build
@@ -40,6 +40,21 @@ chaos-short: build
 # Three nodes on this machine in one terminal (Ctrl-C stops them all).
 cluster: build
 	./deploy/local-cluster.sh ./$(BIN)
+
+# The same three nodes with TLS (mutual on routes) and a password; certificates and the
+# password are made in ./data/secure on first run. It prints how to inspect with `nats`.
+secure-cluster: build
+	./deploy/secure-cluster.sh ./$(BIN)
+
+# Each fuzz target briefly (FUZZTIME each, default 5s); the seed corpora are in testdata/fuzz.
+FUZZTIME ?= 5s
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeClaim$$' -fuzztime $(FUZZTIME) ./kv
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNode$$' -fuzztime $(FUZZTIME) ./kv
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRun$$' -fuzztime $(FUZZTIME) ./scheduler
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLease$$' -fuzztime $(FUZZTIME) ./scheduler
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSchedule$$' -fuzztime $(FUZZTIME) ./scheduler
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
 
 # The FROM-scratch image used by deploy/compose.yaml.
 image:

@@ -24,7 +24,7 @@ import (
 
 // writeTestPKI writes a CA and a certificate for 127.0.0.1 and localhost,
 // usable by servers and by route clients, and returns their paths.
-func writeTestPKI(t *testing.T) (caFile, certFile, keyFile string) {
+func writeTestPKI(t testing.TB) (caFile, certFile, keyFile string) {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/conf"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -355,6 +356,21 @@ func TestDeployFiles(t *testing.T) {
 			})
 		case strings.HasSuffix(file, ".md") || strings.HasSuffix(file, ".txt"):
 			checkedBy[file] = "documentation"
+		case strings.HasSuffix(file, ".conf"):
+			// nats-server configuration (deploy/nats/permissions.conf is also run for real
+			// by TestPermissionSets): it must parse.
+			checkedBy[file] = "nats-server conf parser"
+			t.Run(file, func(t *testing.T) {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Secrets come from the server's environment: stand in for them.
+				text := regexp.MustCompile(`\$COORD_[A-Z_]+`).ReplaceAllString(string(data), `"x"`)
+				if _, err := conf.Parse(text); err != nil {
+					t.Errorf("deploy/%s: %v", file, err)
+				}
+			})
 		}
 	}
 	for _, file := range files {

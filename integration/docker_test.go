@@ -13,6 +13,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ const (
 	dockerBudget  = 4 * time.Minute // the whole test, build included; cleanup comes on top
 	dockerWorker  = "hello"         // the worker of deploy/image-demo.yaml
 	dockerService = "coordinator"   // the service of deploy/compose.yaml
+	// dockerPassword is COORD_NATS_PASSWORD for the compose project (COORD_HTTP_TOKEN
+	// is derived from it).
+	dockerPassword = "compose-test-password"
 	// dockerQuiet is how long owner and membership must stay unchanged before the owner
 	// counts as settled: well above the rebalance delay (2 × renew interval = 6s by
 	// default), after which a node that is not the preferred one hands the worker over.
@@ -325,7 +329,22 @@ func (c *dockerCluster) checkFromHost() {
 		return true, ""
 	})
 
-	nc, err := nats.Connect("nats://"+net.JoinHostPort(ips[0], "4222"), nats.Timeout(3*time.Second), nats.NoReconnect())
+	// The compose file is secure as shipped: a client on the same network without the
+	// password, or without TLS, is refused. (The CA is in the containers' volume; the
+	// check of the streams below trusts the server's certificate without verifying it.)
+	natsURL := "nats://" + net.JoinHostPort(ips[0], "4222")
+	anyCert := nats.Secure(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // see above
+	for what, opts := range map[string][]nats.Option{
+		"anonymous":      {anyCert},
+		"wrong password": {anyCert, nats.UserInfo("coordinator", "guess")},
+		"without TLS":    {nats.UserInfo("coordinator", dockerPassword)},
+	} {
+		if nc, err := nats.Connect(natsURL, append(opts, nats.Timeout(3*time.Second), nats.NoReconnect())...); err == nil {
+			nc.Close()
+			c.t.Errorf("an unauthenticated client (%s) connected to %s", what, natsURL)
+		}
+	}
+	nc, err := nats.Connect(natsURL, anyCert, nats.UserInfo("coordinator", dockerPassword), nats.Timeout(3*time.Second), nats.NoReconnect())
 	if err != nil {
 		c.t.Fatalf("NATS at %s: %v", ips[0], err)
 	}
@@ -463,7 +482,7 @@ func TestDockerCompose(t *testing.T) {
 	c := &dockerCluster{
 		t: t, ctx: ctx, compose: composeCmd, project: project,
 		file: filepath.Join(root, "deploy", "compose.yaml"),
-		env:  append(os.Environ(), "COORD_IMAGE="+image),
+		env:  append(os.Environ(), "COORD_IMAGE="+image, "COORD_NATS_PASSWORD="+dockerPassword, "COORD_HTTP_TOKEN="+dockerPassword+"-http"),
 	}
 
 	// Cleanup, also after a failure: containers, their volumes and the network (down -v),
