@@ -140,14 +140,24 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fail := func(err error) int { return cliFail(stdout, stderr, "call", *asJSON, err) }
-	nc, err := connectOnce(conn.toConfig())
+	c := conn.toConfig()
+	nc, err := connectOnce(c)
 	if err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
+	var opts []ownership.CallOption
+	if c.Domain != "" || c.APIPrefix != "" {
+		// Replies are verified against the claim, read through the same JetStream API.
+		st, err := openStore(nc, conn.namespace, c)
+		if err != nil {
+			return fail(err)
+		}
+		opts = append(opts, ownership.WithCallJetStream(st.JetStream()))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), pos[0], req)
+	r, err := ownership.Call(ctx, nc, nsOrDefault(conn.namespace), pos[0], req, opts...)
 	if err != nil {
 		return fail(err)
 	}
