@@ -424,7 +424,6 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	}
 
 	lease.e, lease.ctx = e, ctx
-	lease.loadState()
 	unserve := w.serve(ctx, lease)
 	defer unserve()
 	runDone := make(chan struct{})
