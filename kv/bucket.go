@@ -118,6 +118,39 @@ func (b *Bucket) Latest(ctx context.Context, key string) (Change, error) {
 	return c, nil
 }
 
+// LatestDirect is Latest answered by any replica (a direct get): cheap, and possibly
+// stale. Use it where the answer only leads to a compare-and-set write, which the leader
+// checks anyway.
+func (b *Bucket) LatestDirect(ctx context.Context, key string) (Change, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	subj := "$KV." + b.name + "." + key
+	m, err := b.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+b.name+"."+subj, nil)
+	if err != nil {
+		return Change{}, translate("get", key, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return Change{}, translate("get", key, jetstream.ErrKeyNotFound)
+	default:
+		return Change{}, translate("get", key, fmt.Errorf("direct get: status %s %s", m.Header.Get("Status"), m.Header.Get("Description")))
+	}
+	var rev uint64
+	if _, err := fmt.Sscan(m.Header.Get("Nats-Sequence"), &rev); err != nil {
+		return Change{}, translate("get", key, fmt.Errorf("direct get: no sequence: %w", err))
+	}
+	created, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+	c := Change{Key: key, Revision: rev, Op: opOf(m.Header), Created: created}
+	if c.Op != OpExpire {
+		c.Value = m.Data
+	}
+	return c, nil
+}
+
 // leaderMsg is a message as STREAM.MSG.GET returns it.
 type leaderMsg struct {
 	Sequence uint64

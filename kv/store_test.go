@@ -326,3 +326,27 @@ func TestReleaseCarriesARecord(t *testing.T) {
 		t.Fatalf("a plain delete reads as a release: %+v", got)
 	}
 }
+
+func TestLatestDirectSeesMarkers(t *testing.T) {
+	s := openStore(t)
+	ctx := ctxT(t)
+	if _, err := s.Workers.LatestDirect(ctx, "w"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LatestDirect of a key never written = %v, want ErrNotFound", err)
+	}
+	c := Claim{Worker: "w", Node: "a", Term: "t1"}
+	rev, err := s.Workers.Create(ctx, "w", c.Encode(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Workers.LatestDirect(ctx, "w")
+	if err != nil || got.Op != OpPut || got.Revision != rev {
+		t.Fatalf("LatestDirect = %+v, %v", got, err)
+	}
+	if err := s.Workers.Delete(ctx, "w", rev); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Workers.LatestDirect(ctx, "w")
+	if err != nil || got.Op != OpDelete || got.Revision != rev+1 {
+		t.Fatalf("LatestDirect after delete = %+v, %v", got, err)
+	}
+}

@@ -431,9 +431,12 @@ type StateInfo struct {
 	Saved time.Time
 }
 
-// State returns the last checkpoint of the worker, as it was when this term began — saved by
-// an earlier owner before a planned move or a crash, or by this one. nil if there is none.
+// State returns the last checkpoint of the worker — saved by an earlier owner before a
+// planned move or a crash, or by this one. nil if there is none. The first call of a term
+// reads it from the stream leader (a follower might hand over an older checkpoint); terms
+// that never ask pay nothing.
 func (l *Lease) State() ([]byte, StateInfo, error) {
+	l.stateOnce.Do(l.loadState)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state, l.stateInfo, l.stateErr
@@ -460,6 +463,7 @@ func (l *Lease) SaveState(ctx context.Context, data []byte) error {
 		// that saved; report it so the worker does not count on it.
 		return fmt.Errorf("%w: %q: saved as the lease ended", ErrLeaseExpired, l.worker)
 	}
+	l.stateOnce.Do(func() {}) // what this term saved is the last checkpoint now
 	l.mu.Lock()
 	l.state, l.stateInfo = append([]byte(nil), data...), StateInfo{Node: l.node, Token: l.token, Saved: now}
 	l.mu.Unlock()
@@ -467,9 +471,12 @@ func (l *Lease) SaveState(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// loadState reads the last checkpoint at the start of a term.
+// loadState reads the last checkpoint, once per term.
 func (l *Lease) loadState() {
 	e := l.e
+	if e == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
 	rec, _, err := e.store.State.GetState(ctx, l.worker)

@@ -20,6 +20,7 @@ type Lease struct {
 	deadline  time.Time
 	fenced    bool // the term was lost: the deadline was pulled in and never moves again
 	changed   chan struct{}
+	stateOnce sync.Once // loads the last checkpoint on the first State call
 	state     []byte
 	stateInfo StateInfo
 	stateErr  error

@@ -159,11 +159,12 @@ func (w *worker) snapshot() observation {
 
 func (w *worker) log() *slog.Logger { return w.e.log.With("worker", w.name) }
 
-// refresh reads the claim from the stream leader and records what it found.
+// refresh reads the claim and records what it found. Any replica may answer: what it says
+// only ever leads to a compare-and-set write, and a stale answer to a failed one.
 func (w *worker) refresh(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, w.e.cfg.RenewInterval)
 	defer cancel()
-	c, err := w.e.claims.Latest(actx, w.name)
+	c, err := w.e.claims.LatestDirect(actx, w.name)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
 		w.observe(observation{known: true, never: true})
@@ -425,7 +426,6 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	}
 
 	lease.e, lease.ctx = e, ctx
-	lease.loadState()
 	unserve := w.serve(ctx, lease)
 	defer unserve()
 	runDone := make(chan struct{})
