@@ -16,7 +16,7 @@ build:
 # The default test run: vet, formatting, and every package's tests with the race detector,
 # including the multi-process integration tests (Docker tests skip when no engine answers).
 test: lint
-	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 -timeout 14m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
