@@ -203,22 +203,33 @@ func (b *bench) setup(ctx context.Context) error {
 	return nil
 }
 
+// startSingle starts one coordinator daemon (TTL 15s, no workers) in the work directory dir
+// and waits until it is ready. The caller closes the cluster.
+func (b *bench) startSingle(dir string) (*cluster.Cluster, error) {
+	c, err := cluster.New(cluster.Options{Nodes: 1, TTL: 15 * time.Second, Binaries: b.bins,
+		Dir: filepath.Join(b.work, dir), LogLevel: "info", Logf: b.harnessLog})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.StartAll(); err == nil {
+		err = c.WaitReady(90 * time.Second)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // single measures against one coordinator daemon with its embedded server: its idle RSS,
 // claims/s on one node, and holder processes (renewal CPU, RSS, balance).
 func (b *bench) single(ctx context.Context) error {
 	b.logf("single node: starting a coordinator daemon (TTL 15s, no workers)")
-	c, err := cluster.New(cluster.Options{Nodes: 1, TTL: 15 * time.Second, Binaries: b.bins,
-		Dir: filepath.Join(b.work, "single"), LogLevel: "info", Logf: b.harnessLog})
+	c, err := b.startSingle("single")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.StartAll(); err != nil {
-		return err
-	}
-	if err := c.WaitReady(90 * time.Second); err != nil {
-		return err
-	}
 	n := c.Node(0)
 	url := n.ClientURL()
 	time.Sleep(5 * time.Second)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/jetcoord/coordinator/internal/cluster"
 	"github.com/jetcoord/coordinator/kv"
 )
 
@@ -31,18 +29,11 @@ const (
 
 func (b *bench) stops(ctx context.Context) error {
 	b.logf("stop: starting a coordinator daemon (TTL 15s, no workers)")
-	c, err := cluster.New(cluster.Options{Nodes: 1, TTL: 15 * time.Second, Binaries: b.bins,
-		Dir: filepath.Join(b.work, "stop"), LogLevel: "info", Logf: b.harnessLog})
+	c, err := b.startSingle("stop")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.StartAll(); err != nil {
-		return err
-	}
-	if err := c.WaitReady(90 * time.Second); err != nil {
-		return err
-	}
 	url := c.Node(0).ClientURL()
 	if err := b.stopFigures(url); err != nil {
 		b.res.NA(fmt.Sprintf("stop_s_%d", stopWorkers), err.Error())
