@@ -35,9 +35,11 @@ type Config struct {
 	Clock Clock
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// OnEnd, if set, is called once, in its own goroutine or the caller of Lose, when the
-	// lease is lost or its deadline passes (cause ErrLost or ErrExpired, possibly wrapped).
-	// It is not called for Stop. Holders cancel their work's context in it.
+	// OnEnd, if set, is called once when the lease is lost or its deadline passes (cause
+	// ErrLost or ErrExpired, possibly wrapped): on the fence timer's goroutine, on the renew
+	// loop or in the caller of Update — there with the write lock held — or in the caller of
+	// Lose. It must return quickly and must not call Stop, Rev or Update (they would wait
+	// for it). It is not called for Stop. Holders cancel their work's context in it.
 	OnEnd func(cause error)
 }
 

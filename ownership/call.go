@@ -311,7 +311,13 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 	nc := e.store.Conn()
 	hctx, hcancel := context.WithCancel(ctx)
 	sem := make(chan struct{}, MaxConcurrentCalls)
-	var wg sync.WaitGroup
+	// wg counts running handlers; closed (under mu) stops new ones from joining once the
+	// stop func waits: Unsubscribe does not wait for a callback already running.
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	)
 	sub, err := nc.Subscribe(CallSubject(e.store.Namespace(), w.name), func(m *nats.Msg) {
 		received := time.Now()
 		if !lease.live(ctx) {
@@ -346,7 +352,14 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 		case <-hctx.Done():
 			return
 		}
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			<-sem
+			return
+		}
 		wg.Add(1)
+		mu.Unlock()
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -388,6 +401,9 @@ func (w *worker) serve(ctx context.Context, lease *Lease) func() {
 	return func() {
 		_ = sub.Unsubscribe()
 		hcancel()
+		mu.Lock()
+		closed = true
+		mu.Unlock()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		t := time.NewTimer(e.cfg.FenceGrace + time.Second)

@@ -94,8 +94,9 @@ type ownerKey struct {
 }
 
 type verifierKey struct {
-	nc weak.Pointer[nats.Conn]
-	ns string
+	nc  weak.Pointer[nats.Conn]
+	ns  string
+	api string // the JetStream domain or API prefix the claims are read through
 }
 
 // verifiers are shared by the calls on one connection; a closed and collected connection
@@ -106,10 +107,11 @@ var (
 )
 
 func verifierFor(nc *nats.Conn, ns string, js jetstream.JetStream) (*callVerifier, error) {
-	if js != nil {
-		return &callVerifier{ns: ns, js: js, known: map[string]ownerKey{}}, nil
-	}
 	k := verifierKey{nc: weak.Make(nc), ns: ns}
+	if js != nil {
+		o := js.Options()
+		k.api = o.Domain + "|" + o.APIPrefix
+	}
 	verifiersMu.Lock()
 	defer verifiersMu.Unlock()
 	if v, ok := verifiers[k]; ok {
@@ -120,9 +122,11 @@ func verifierFor(nc *nats.Conn, ns string, js jetstream.JetStream) (*callVerifie
 			delete(verifiers, old)
 		}
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("ownership: call: %w", err)
+	if js == nil {
+		var err error
+		if js, err = jetstream.New(nc); err != nil {
+			return nil, fmt.Errorf("ownership: call: %w", err)
+		}
 	}
 	v := &callVerifier{ns: ns, js: js, known: map[string]ownerKey{}}
 	verifiers[k] = v

@@ -241,7 +241,9 @@ func TestPlannedStopLosesNoLease(t *testing.T) {
 	}
 
 	t0 := time.Now()
-	_ = e.Close()
+	if err := e.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 	took := time.Since(t0)
 	lost := m.lost.Load() - before
 	expired := x.count(t)

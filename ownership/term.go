@@ -57,19 +57,11 @@ func (e *Engine) termRunning(worker string) *liveTerm {
 	return nil
 }
 
-// liveTerm returns the term id of worker if it may still run on this node.
+// liveTerm returns the live term id of worker, or nil when it cannot still run on this node.
 func (e *Engine) liveTerm(worker, id string) *liveTerm {
 	e.termsMu.Lock()
 	defer e.termsMu.Unlock()
 	return e.terms[worker][id]
-}
-
-// termLive reports whether the term id of worker may still run on this node.
-func (e *Engine) termLive(worker, id string) bool {
-	e.termsMu.Lock()
-	defer e.termsMu.Unlock()
-	_, ok := e.terms[worker][id]
-	return ok
 }
 
 // liveTerms returns every live term, by worker name and token.

@@ -120,7 +120,11 @@ func TestReload(t *testing.T) {
 			t.Fatalf("%s touched by a reload that changed only the namespace: %+v", w, r)
 		}
 	}
-	if v := func() []cluster.Violation { all, _ := c.Runs(); return cluster.CheckRuns(all) }(); len(v) > 0 {
+	all, err := c.Runs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cluster.CheckRuns(all); len(v) > 0 {
 		t.Fatalf("violations: %v", v)
 	}
 }

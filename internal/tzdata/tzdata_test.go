@@ -45,9 +45,15 @@ func TestLoadIgnoresTheSystemDatabase(t *testing.T) {
 	if _, off := at.In(tokyo).Zone(); off != 9*3600 {
 		t.Errorf("embedded Asia/Tokyo: offset %ds, want 32400", off)
 	}
-	if sys, err := time.LoadLocation("Europe/Berlin"); err == nil {
-		_, off := at.In(sys).Zone()
-		t.Logf("time.LoadLocation with the machine's (here: doctored) database: Europe/Berlin offset %ds; tzdata.Load: 7200s", off)
+	sys, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, off := at.In(sys).Zone(); off != 9*3600 {
+		// ZONEINFO is read once per process: after an earlier LoadLocation (-count > 1,
+		// -shuffle) the doctored database is not in effect and this test proves nothing.
+		// scheduler's TestTimeZoneIgnoresTheMachineDatabase checks the same in a child process.
+		t.Skipf("the doctored database is not in effect (time.LoadLocation gives offset %ds, want 32400)", off)
 	}
 }
 
