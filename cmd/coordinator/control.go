@@ -62,6 +62,11 @@ func startControl(d *daemon) (*control, error) {
 func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The control subject is up before the jobs are started.
+	jr := d.liveJobs.Load()
+	if jr == nil && (op == "jobs" || op == "trigger") {
+		return fmt.Errorf("jobs are not started yet on %s; try again", d.cfg.Node.Name)
+	}
 	switch op {
 	case "release":
 		if err := d.engine.Release(ctx, req.Worker); err != nil {
@@ -77,25 +82,25 @@ func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error
 			reply.Info = fmt.Sprintf("node %s claims workers again", d.cfg.Node.Name)
 		}
 	case "jobs":
-		jobs, err := d.jobs.list(ctx)
+		jobs, err := jr.list(ctx)
 		if err != nil {
 			return err
 		}
 		b, _ := json.Marshal(jobs)
 		reply.Info = string(b)
 	case "trigger":
-		t, err := d.jobs.s.Trigger(ctx, req.Worker)
+		t, err := jr.s.Trigger(ctx, req.Worker)
 		if err != nil {
 			return err
 		}
 		if !req.Wait {
-			d.jobs.forget(t.Token)
+			jr.dontWait(t.Token)
 			reply.Info = fmt.Sprintf("job %q started now on %s (token %d)", req.Worker, t.Node, t.Token)
 			return nil
 		}
-		defer d.jobs.forget(t.Token)
+		defer jr.forget(t.Token)
 		select {
-		case r := <-d.jobs.expect(t.Token):
+		case r := <-jr.expect(t.Token):
 			b, _ := json.Marshal(r)
 			reply.Info = string(b)
 		case <-d.stopping:

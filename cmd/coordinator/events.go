@@ -61,22 +61,28 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // eventConsumer reads the events stream below filter ('>' for all): after stream sequence
-// after, or when after is 0 from since ago. The CLI and the status page both use it.
+// after, or when after is 0 from since ago. The status page uses it.
 func eventConsumer(ctx context.Context, st *kv.Store, filter string, after uint64, since time.Duration) (jetstream.Consumer, error) {
 	stream := kv.EventsStream(st.Namespace())
+	cons, err := st.JetStream().OrderedConsumer(ctx, stream, orderedFrom(kv.EventsSubject(st.Namespace())+"."+filter, after, since))
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s: %w", stream, err)
+	}
+	return cons, nil
+}
+
+// orderedFrom is an ordered consumer of subject that starts after stream sequence after,
+// or when after is 0 at since ago: the events and logs readers share it.
+func orderedFrom(subject string, after uint64, since time.Duration) jetstream.OrderedConsumerConfig {
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{kv.EventsSubject(st.Namespace()) + "." + filter},
+		FilterSubjects: []string{subject},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   ptr(time.Now().Add(-since)),
 	}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, after+1
 	}
-	cons, err := st.JetStream().OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("reading stream %s: %w", stream, err)
-	}
-	return cons, nil
+	return cfg
 }
 
 func formatEvent(ev ownership.Event) string {

@@ -2,19 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/jetcoord/coordinator/cmd/coordinator/web"
 	"github.com/jetcoord/coordinator/ownership"
 )
 
@@ -150,8 +149,7 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 			return h
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			if !web.Authorized(r, token) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="coordinator"`)
 				http.Error(w, "unauthorized: send Authorization: Bearer <node.http_token>", http.StatusUnauthorized)
 				return

@@ -33,6 +33,7 @@ type jobRunner struct {
 	mu      sync.Mutex
 	jobs    map[string]config.Job
 	results map[uint64]chan jobResult // runs a `jobs run --wait` waits for, by token
+	noWait  map[uint64]struct{}       // triggered runs nobody waits for: report keeps nothing
 }
 
 // jobResult is how one run of a job's command ended, for `jobs run NAME --wait`.
@@ -76,6 +77,11 @@ func (jr *jobRunner) expect(token uint64) chan jobResult {
 
 func (jr *jobRunner) report(r jobResult) {
 	jr.mu.Lock()
+	if _, ok := jr.noWait[r.Token]; ok {
+		delete(jr.noWait, r.Token)
+		jr.mu.Unlock()
+		return
+	}
 	ch, ok := jr.results[r.Token]
 	if !ok {
 		// Nobody waits yet; keep it for a waiter that registers after a fast run ends.
@@ -87,6 +93,18 @@ func (jr *jobRunner) report(r jobResult) {
 	case ch <- r:
 	default:
 	}
+}
+
+// dontWait says nobody will wait for the run with token: what report kept for it is
+// dropped, and a later report keeps nothing.
+func (jr *jobRunner) dontWait(token uint64) {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	if _, ok := jr.results[token]; ok {
+		delete(jr.results, token)
+		return
+	}
+	jr.noWait[token] = struct{}{}
 }
 
 // forget drops what report kept for token.
@@ -108,7 +126,7 @@ func startJobs(ctx context.Context, d *daemon, jobs []config.Job) (*jobRunner, e
 	if err != nil {
 		return nil, err
 	}
-	jr := &jobRunner{d: d, s: s, jobs: map[string]config.Job{}, results: map[uint64]chan jobResult{}}
+	jr := &jobRunner{d: d, s: s, jobs: map[string]config.Job{}, results: map[uint64]chan jobResult{}, noWait: map[uint64]struct{}{}}
 	for _, j := range jobs {
 		if err := jr.add(j); err != nil {
 			return nil, err

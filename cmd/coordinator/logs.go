@@ -188,11 +188,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, subject str
 			return nil
 		}
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   ptr(time.Now().Add(-since)),
-	})
+	cons, err := js.OrderedConsumer(ctx, stream, orderedFrom(subject, 0, since))
 	if err != nil {
 		return fmt.Errorf("reading stream %s: %w", stream, err)
 	}

@@ -68,7 +68,7 @@ func Handler(src Source) http.Handler {
 		return mux
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !authorized(r, src.Token) {
+		if !Authorized(r, src.Token) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="coordinator", charset="UTF-8"`)
 			http.Error(w, "unauthorized: give node.http_token as the password (any user name), or send Authorization: Bearer <node.http_token>", http.StatusUnauthorized)
 			return
@@ -77,7 +77,10 @@ func Handler(src Source) http.Handler {
 	})
 }
 
-func authorized(r *http.Request, token string) bool {
+// Authorized reports whether r carries token, as a bearer token or as the password of basic
+// authentication (what a browser sends after a prompt). The daemon's /metrics and /status
+// use it too, so that every guarded endpoint accepts the same credentials.
+func Authorized(r *http.Request, token string) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		_, got, ok = r.BasicAuth()
