@@ -32,7 +32,9 @@ import (
 // It prints "ready" once the engine has read the claims, then "owned N renewals R errors E
 // lost L" whenever the number of workers it holds changes, and every second, and once more
 // after its engine closed. It stops (releasing its claims) on SIGTERM or when its stdin
-// closes, so that it never outlives the benchmark; SIGUSR1 drains it.
+// closes, so that it never outlives the benchmark; SIGUSR1 drains it and SIGUSR2 ends the
+// drain. With -late it registers its workers after Start and prints "registered N SECONDS"
+// (the time the Register calls took); with -drained it starts draining.
 
 const holderArg = "holder"
 
@@ -69,6 +71,8 @@ func holderMain(args []string) int {
 	n := fs.Int("workers", 0, "no-op workers to register")
 	prefix := fs.String("prefix", "w", "worker name prefix")
 	info := fs.Bool("info", false, "log at INFO (the progress of a stop or a drain), not only warnings")
+	late := fs.Bool("late", false, "register the workers after Start, timed (prints \"registered N SECONDS\")")
+	drained := fs.Bool("drained", false, "start draining (claim nothing) until SIGUSR2")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,6 +86,9 @@ func holderMain(args []string) int {
 	drain := make(chan os.Signal, 1)
 	signal.Notify(drain, syscall.SIGUSR1)
 	defer signal.Stop(drain)
+	undrain := make(chan os.Signal, 1)
+	signal.Notify(undrain, syscall.SIGUSR2)
+	defer signal.Stop(undrain)
 
 	level := slog.LevelWarn
 	if *info {
@@ -111,11 +118,22 @@ func holderMain(args []string) int {
 		<-ctx.Done()
 		return nil
 	}
-	for i := range *n {
-		if err := e.Register(fmt.Sprintf("%s%05d", *prefix, i), noop); err != nil {
+	register := func() error {
+		for i := range *n {
+			if err := e.Register(fmt.Sprintf("%s%05d", *prefix, i), noop); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !*late {
+		if err := register(); err != nil {
 			log.Error("register", "err", err)
 			return 1
 		}
+	}
+	if *drained {
+		e.SetDraining(ctx, true) // before Start: the first membership record says so
 	}
 	if err := e.Start(ctx); err != nil {
 		log.Error("start", "err", err)
@@ -123,6 +141,15 @@ func holderMain(args []string) int {
 		return 1
 	}
 	fmt.Println("ready")
+	if *late {
+		t0 := time.Now()
+		if err := register(); err != nil {
+			log.Error("register", "err", err)
+			_ = e.Close()
+			return 1
+		}
+		fmt.Printf("registered %d %.3f\n", *n, time.Since(t0).Seconds())
+	}
 	last, printed := int64(-1), time.Time{}
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
@@ -133,6 +160,8 @@ loop:
 			break loop
 		case <-drain:
 			e.SetDraining(context.Background(), true)
+		case <-undrain:
+			e.SetDraining(context.Background(), false)
 		case <-t.C:
 			if v := owned.n.Load(); v != last || time.Since(printed) >= time.Second {
 				last, printed = v, time.Now()
@@ -157,8 +186,12 @@ type holder struct {
 	renewals atomic.Int64
 	errors   atomic.Int64
 	lost     atomic.Int64 // leases the holder's engine lost (Metrics.LeaseLost)
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// registered is closed once a -late holder printed how long its Register calls took
+	// (registerS, seconds).
+	registered chan struct{}
+	registerS  float64
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // startHolder runs this binary as a holder against url; its stderr goes to a file in dir.
@@ -189,7 +222,7 @@ func startHolder(dir, url, ns, node, prefix string, workers int, extra ...string
 		logFile.Close()
 		return nil, err
 	}
-	h := &holder{node: node, logPath: logPath, logFile: logFile, cmd: cmd, stdin: stdin, ready: make(chan struct{}), done: make(chan struct{})}
+	h := &holder{node: node, logPath: logPath, logFile: logFile, cmd: cmd, stdin: stdin, ready: make(chan struct{}), registered: make(chan struct{}), done: make(chan struct{})}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -201,6 +234,11 @@ func startHolder(dir, url, ns, node, prefix string, workers int, extra ...string
 			switch {
 			case line == "ready":
 				readyOnce.Do(func() { close(h.ready) })
+			case strings.HasPrefix(line, "registered "):
+				var n int
+				if _, err := fmt.Sscanf(line, "registered %d %g", &n, &h.registerS); err == nil {
+					close(h.registered)
+				}
 			case strings.HasPrefix(line, "owned "):
 				var o, r, e, l int64
 				if _, err := fmt.Sscanf(line, "owned %d renewals %d errors %d lost %d", &o, &r, &e, &l); err == nil {

@@ -47,6 +47,7 @@ const (
 	phaseTTL2   = "ttl2"   // three nodes at TTL 2s: cron delay, claims on 3 nodes, handoffs, kills
 	phaseTTL5   = "ttl5"   // three nodes at TTL 5s: kills
 	phaseStop   = "stop"   // planned stop of 10,000 workers and drain of 3,333 (stop.go)
+	phaseScale  = "scale"  // 10,000 and 100,000 workers: Register, CPU, RSS, failover (scale.go)
 )
 
 func parseFlags(args []string) (options, error) {
@@ -60,7 +61,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.handoffs, "handoffs", 10, "SIGTERM handoffs to measure")
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "how long to measure a holder's CPU once all its workers are claimed")
 	fs.DurationVar(&o.claimsTime, "claims-time", 3*time.Second, "how long each claims/s measurement runs")
-	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5, stop (default all)")
+	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5, stop, scale (default all)")
 	fs.BoolVar(&o.drain, "drain", true, "stop phase: also measure the drain of one of three holders (about 5 minutes)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (node logs, runs.log) and print where")
 	fs.BoolVar(&o.verbose, "v", false, "print the harness's log lines")
@@ -70,8 +71,8 @@ func parseFlags(args []string) (options, error) {
 	o.only = map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
 		if p = strings.TrimSpace(p); p != "" {
-			if p != phaseSingle && p != phaseTTL2 && p != phaseTTL5 && p != phaseStop {
-				return o, fmt.Errorf("-only: unknown phase %q (use single, ttl2, ttl5, stop)", p)
+			if p != phaseSingle && p != phaseTTL2 && p != phaseTTL5 && p != phaseStop && p != phaseScale {
+				return o, fmt.Errorf("-only: unknown phase %q (use single, ttl2, ttl5, stop, scale)", p)
 			}
 			o.only[p] = true
 		}
@@ -154,6 +155,11 @@ func run(args []string) int {
 	if o.runs(phaseStop) && ctx.Err() == nil {
 		if err := b.stops(ctx); err != nil {
 			b.fail(phaseStop, err)
+		}
+	}
+	if o.runs(phaseScale) && ctx.Err() == nil {
+		if err := b.scale(ctx); err != nil {
+			b.fail(phaseScale, err)
 		}
 	}
 	if ctx.Err() != nil {
@@ -268,7 +274,11 @@ func (b *bench) single(ctx context.Context) error {
 	}
 	h.Stop()
 
-	for _, workers := range []int{1000, 10000} {
+	sizes := []int{1000, 10000}
+	if b.opts.runs(phaseScale) {
+		sizes = sizes[:1] // the scale phase measures the holder of 10,000 (scale.go)
+	}
+	for _, workers := range sizes {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -346,6 +356,9 @@ func (b *bench) renew(url string, daemonPID, workers int) error {
 	r1, e1 := h.renewals.Load(), h.errors.Load()
 	b.res.Add(fmt.Sprintf("renew_cpu_pct_%d", workers), pct[0], "%")
 	b.res.Add(fmt.Sprintf("renew_server_cpu_pct_%d", workers), pct[1], "%")
+	if workers == 10000 {
+		b.res.Add("server_cpu_pct_10000", pct[1], "%") // the name of the scale phase
+	}
 	b.res.Add(fmt.Sprintf("renewals_per_s_%d", workers), float64(r1-r0)/b.opts.cpuWindow.Seconds(), "renewals/s")
 	if e1 > e0 {
 		b.res.Note("%d renewal errors while measuring %d workers", e1-e0, workers)
