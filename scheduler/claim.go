@@ -44,12 +44,14 @@ var errTaken = errors.New("scheduler: tick claimed by another node")
 // claim tries to win tick req.t for this node and, when it does, starts its run (or records
 // it skipped). The protocol, in this order:
 //
-//  1. the run lease <key>.run is created (per-entry TTL) — so that a claimed record never
-//     exists without a lease, and a record still claimed or running whose lease is gone
-//     belongs to a dead run;
+//  1. the run lease <key>.run is created (per-entry TTL, state "running") — so that a
+//     claimed record never exists without a lease, and a record still claimed or running
+//     whose lease is gone belongs to a dead run;
 //  2. the tick record <key> is created (or, for a retry, updated at the lost record's
-//     revision): this compare-and-set is the claim — exactly one node wins it;
-//  3. the lease is marked running and the run starts.
+//     revision): this compare-and-set is the claim — exactly one node wins it. It is
+//     written "running" with the start time, or "claimed" under Replace, whose run first
+//     waits for the runs it replaces;
+//  3. the run starts.
 //
 // A tick skipped under overlap policy Skip needs no lease: its record is final at once.
 func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, error) {
@@ -129,7 +131,12 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 	}
 	r.lease = l
 
+	// The claim also says that the run starts, unless it waits first for the runs it
+	// replaces: one write instead of a "claimed" and a "running" one.
 	rec.State = StateClaimed
+	if j.opts.overlap != Replace {
+		rec.State, rec.Started = StateRunning, j.clock().UTC()
+	}
 	rev, err := j.writeRecord(ctx, key, rec, req.prevRev)
 	if err != nil {
 		state := leaseDone
@@ -150,9 +157,6 @@ func (j *job) claim(ctx context.Context, req tickReq) (outcome, Tick, *run, erro
 	j.runs[key] = r
 	j.notifyLocked()
 	j.mu.Unlock()
-	if err := l.update(ctx, func(lr *leaseRecord) { lr.State = leaseRunning }); err != nil {
-		j.log.Debug("cannot mark run lease running", "tick", key, "err", err)
-	}
 	if !j.goFunc(r.execute) {
 		// Stopping: record the claim as lost, so that it is not left claimed.
 		r.cancel(context.Cause(j.ctx))
@@ -313,31 +317,59 @@ func (j *job) updateLast(rec Run, rev uint64) {
 	key := lastKey(j.name)
 	ctx, cancel := context.WithTimeout(context.Background(), j.s.timing.TTL)
 	defer cancel()
+	newer := func(cur Run) bool { return cur.Tick.After(rec.Tick) || cur.Tick.Equal(rec.Tick) && cur.Revision >= rev }
+	j.mu.Lock()
+	mine, mineRev := j.lastWritten, j.lastWrittenRev
+	j.mu.Unlock()
+	if mineRev != 0 {
+		// Still this node's copy? Then no read is needed: a conflict means someone wrote since.
+		if newer(mine) {
+			return
+		}
+		wctx, wcancel := j.opCtx(ctx)
+		nrev, err := j.s.bucket.Update(wctx, key, rec.encode(), mineRev, 0)
+		wcancel()
+		if err == nil {
+			j.noteLast(rec, nrev)
+			return
+		}
+	}
 	for i := 0; i < 5; i++ {
 		gctx, gcancel := j.opCtx(ctx)
 		e, err := j.s.bucket.Get(gctx, key)
 		gcancel()
 		wctx, wcancel := j.opCtx(ctx)
+		var nrev uint64
 		switch {
 		case errors.Is(err, kv.ErrNotFound):
-			_, err = j.s.bucket.Create(wctx, key, rec.encode(), 0)
+			nrev, err = j.s.bucket.Create(wctx, key, rec.encode(), 0)
 		case err != nil:
 		default:
-			if cur, derr := decodeRun(key, e.Value); derr == nil &&
-				(cur.Tick.After(rec.Tick) || cur.Tick.Equal(rec.Tick) && cur.Revision >= rev) {
+			if cur, derr := decodeRun(key, e.Value); derr == nil && newer(cur) {
 				wcancel()
 				return
 			}
-			_, err = j.s.bucket.Update(wctx, key, rec.encode(), e.Revision, 0)
+			nrev, err = j.s.bucket.Update(wctx, key, rec.encode(), e.Revision, 0)
 		}
 		wcancel()
 		if err == nil {
+			j.noteLast(rec, nrev)
 			return
 		}
 		if !errors.Is(err, kv.ErrConflict) && !errors.Is(err, kv.ErrExists) {
 			j.log.Debug("cannot update the last run record", "err", err)
 			return
 		}
+	}
+}
+
+// noteLast remembers that this node wrote rec to <job>.last at revision rev (a copy
+// written concurrently by another of its runs may have come later).
+func (j *job) noteLast(rec Run, rev uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if rev > j.lastWrittenRev {
+		j.lastWritten, j.lastWrittenRev = rec, rev
 	}
 }
 

@@ -44,13 +44,19 @@
 // (WithTakeoverDelay, default 2s) and then claim it if nobody did — a read of the record
 // first, so a claimed tick costs them one read. Claiming is, in this order:
 //
-//  1. create the run lease J.<tick>.run ("claiming"); a node that finds it taken looks
+//  1. create the run lease J.<tick>.run ("running"); a node that finds it taken looks
 //     again shortly (its holder is claiming, or has claimed, the tick);
-//  2. create the record J.<tick> ("claimed"): this compare-and-set is the claim — exactly
-//     one node wins it; a lease holder that loses it releases its lease;
-//  3. mark the lease "running", record "running" with the start time, publish job.fired,
-//     call the function; then record succeeded or failed, publish, update J.last and release
-//     the lease (state "done", one-second TTL).
+//  2. create the record J.<tick> ("running", with the start time): this compare-and-set is
+//     the claim — exactly one node wins it; a lease holder that loses it releases its
+//     lease. Under overlap policy Replace the record is "claimed" first and becomes
+//     "running" once the runs it replaces have stopped;
+//  3. publish job.fired, call the function; then record succeeded or failed, publish,
+//     update J.last and release the lease (state "done", one-second TTL).
+//
+// A tick whose run ends within the renew interval thus costs the jobs stream six messages:
+// the lease's create, release and expiry marker, the record's create and final write, and
+// J.last (written at the revision this node wrote last, without reading it first). Longer
+// runs add one lease renewal per renew interval.
 //
 // A tick skipped under overlap policy Skip gets its final record at once, without a
 // lease. Because the lease is created before the record and released after the final
@@ -64,7 +70,8 @@
 //   - The others claim at tick + takeover delay when the preferred node did not.
 //   - A claim may happen until tick + miss-after (WithMissAfter, default 10s, long enough to
 //     ride out a stream leader election), retried while the store does not answer; while
-//     another node's lease on the tick is still "claiming", up to a lease TTL longer.
+//     another node holds the tick's lease but has not written its record, up to a lease
+//     TTL longer.
 //   - A tick that no node claimed in that window is missed: the whole cluster was down or
 //     cut off from NATS. Missed ticks are found by a catch-up pass when a job starts on a
 //     node, and when a node that gave up a tick for lack of NATS reaches it again.

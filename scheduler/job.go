@@ -63,6 +63,12 @@ type job struct {
 
 	garbageSeen map[string]bool // keys holding garbage, logged once
 
+	// lastWritten is what this node last wrote to <job>.last and at which revision
+	// (lastWrittenRev, 0 if nothing): the next copy is written at that revision without
+	// reading the key first, unless another node wrote it since.
+	lastWritten    Run
+	lastWrittenRev uint64
+
 	catchUpFrom time.Time // the earliest tick a requested catch-up pass starts after
 	lastHandled time.Time // the latest tick the tick loop claimed or found claimed
 }
@@ -248,8 +254,8 @@ func (j *job) tickLoop(cursor time.Time) {
 }
 
 // attempt claims tick t, retrying while the store does not answer, until missAfter past
-// t. While another node's lease on the tick is only "claiming" (that node may have died
-// between creating the lease and the record), it keeps trying for up to a lease TTL more,
+// t. While another node holds the tick's lease but no record is there (that node may have
+// died between creating the lease and the record), it keeps trying for up to a lease TTL more,
 // until that lease has run out.
 func (j *job) attempt(t time.Time) {
 	deadline := t.Add(j.s.opts.missAfter)

@@ -35,9 +35,11 @@ func (j *job) newLease(key string, rec leaseRecord, onStop func(string)) *runLea
 	return &runLease{j: j, key: key, rec: rec, onStop: onStop}
 }
 
-// createLease creates and starts keeping the run lease of tick key for the run r.
+// createLease creates and starts keeping the run lease of tick key for the run r. It is
+// "running" from the start, so that Skip and Replace on other nodes count the run from its
+// first write (a lease whose claim then loses the record is released at once).
 func (j *job) createLease(ctx context.Context, key string, rec Run, r *run) (*runLease, error) {
-	l := j.newLease(leaseKeyOf(key), leaseRecord{Tick: rec.Tick, Claim: rec.Claim, Attempt: rec.Attempt, State: leaseClaiming}, r.replaced)
+	l := j.newLease(leaseKeyOf(key), leaseRecord{Tick: rec.Tick, Claim: rec.Claim, Attempt: rec.Attempt, State: leaseRunning}, r.replaced)
 	if err := l.create(ctx, r.cancel); err != nil {
 		return nil, err
 	}
@@ -169,13 +171,6 @@ func (l *runLease) writeAt(ctx context.Context, rev uint64, mutate func(*leaseRe
 		l.onStop(stop)
 	}
 	return rev, err
-}
-
-// update changes the lease now (e.g. claiming → running); it counts as a renewal.
-func (l *runLease) update(ctx context.Context, mutate func(*leaseRecord)) error {
-	return l.l.Update(ctx, func(ctx context.Context, rev uint64) (uint64, error) {
-		return l.writeAt(ctx, rev, mutate, l.j.s.timing.TTL)
-	})
 }
 
 // stopKeeping ends the renewal loop and waits for it. The entry runs out by its TTL.

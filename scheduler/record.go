@@ -13,7 +13,7 @@ import (
 // Run states, in the "state" field of a run record.
 const (
 	StateClaimed   = "claimed"   // the tick is won; the run has not started (Replace waits here)
-	StateRunning   = "running"   // the job function runs
+	StateRunning   = "running"   // the tick is won and its run started (or starts now)
 	StateSucceeded = "succeeded" // it returned nil
 	StateFailed    = "failed"    // it returned an error or panicked, or it was replaced before it started
 	StateSkipped   = "skipped"   // overlap policy Skip: an earlier run was still going
@@ -90,8 +90,8 @@ func (r Run) tokenAt(rev uint64) uint64 {
 
 // Lease states, in the "state" field of a run lease.
 const (
-	leaseClaiming = "claiming" // created before the tick claim; no run yet
-	leaseRunning  = "running"  // the tick is won; its run waits, runs or is being recorded
+	leaseClaiming = "claiming" // written by earlier versions before the tick claim; no run yet
+	leaseRunning  = "running"  // created before the tick claim; its run waits, runs or is being recorded
 	leaseDone     = "done"     // released after the final record; expires within a second
 	leaseLost     = "lost"     // released after recording the run lost; others may retry it
 	leaseCatchUp  = "catch-up" // the catch-up lock

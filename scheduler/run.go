@@ -54,8 +54,12 @@ func (r *run) execute() {
 	var fnErr error
 	if r.ctx.Err() == nil {
 		rec := r.rec
-		rec.State, rec.Started = StateRunning, j.clock().UTC()
-		rev, err := j.writeRecord(r.ctx, r.key, rec, r.rev)
+		var err error
+		rev := r.rev
+		if rec.State != StateRunning { // Replace: claimed, then running once the others stopped
+			rec.State, rec.Started = StateRunning, j.clock().UTC()
+			rev, err = j.writeRecord(r.ctx, r.key, rec, r.rev)
+		}
 		switch {
 		case err == nil:
 			r.rec, r.rev = rec, rev
