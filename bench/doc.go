@@ -7,11 +7,12 @@
 //
 // After the figures it prints, as comment lines (#), ours next to the figures users
 // compare with: the etcd v3.7.3 election recipe measured on the same kind of machine.
-// Progress goes to stderr. The whole run takes about ten minutes (the stop phase three to five of them).
+// Progress goes to stderr. The whole run takes about twenty minutes (the stop phase three to
+// five of them, the scale phase about eight).
 //
 // # Figures
 //
-// Three phases, each with real coordinator processes started by internal/cluster:
+// Five phases, each with real coordinator processes started by internal/cluster:
 //
 // single — one daemon with its embedded server, TTL 15s, no workers:
 //   - rss_mb_daemon_idle: its resident memory once started.
@@ -54,6 +55,27 @@
 //     10,000 workers, one is drained (SIGUSR1) until the others own them all.
 //
 //     go run ./bench -only stop -drain=false -out /tmp/stop   # the stop figure alone
+//
+// scale — many workers (issue 16), against one daemon at TTL 15s (see scale.go):
+//
+//   - register_s_10000: a holder starts its engine with no workers, then calls Register for
+//     10,000 names; the time those calls took (this holder is the only member).
+//
+//   - renew_cpu_pct_10000, server_cpu_pct_10000, rss_mb_holder_10000: that holder once it
+//     owns all 10,000: its CPU and the daemon's (the NATS server serving its leases) over
+//     -cpu-window, percent of one core, and its RSS. In a run of every phase the single
+//     phase leaves its 10,000-worker holder to this one; alone, single prints these names
+//     too (renew_server_cpu_pct_N and renewals_per_s_N are printed by both).
+//
+//   - failover_all_s_10000: a holder owns 10,000 workers while two holders with the same
+//     names wait drained; SIGKILL of the first and, at once, the end of the others' drain,
+//     until the two own all 10,000. n/a (with the reason in results.json) after 4 minutes.
+//
+//   - renew_cpu_pct_100000, server_cpu_pct_100000, rss_mb_holder_100000: a holder of
+//     100,000 workers, measured as above once it owns them all; n/a with the reason when it
+//     does not own them within 5 minutes or its RSS passes 8 GB.
+//
+//     go run ./bench -bin bin/coordinator -only scale -out /tmp/scale   # about 8 minutes
 //
 // Each kill or handoff stops a node drawn from a fixed-seed generator, so that the node
 // that leads the workers' KV stream is hit about as often as a random crash would hit it;

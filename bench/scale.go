@@ -187,7 +187,9 @@ func (b *bench) scaleFailover(url string) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.res.NA(name, fmt.Sprintf("the survivors owned %d of %d workers %v after the kill", sum, scaleWorkers, scaleFailBound))
+			why := fmt.Sprintf("the survivors owned %d of %d workers %v after the kill", sum, scaleWorkers, scaleFailBound)
+			b.res.NA(name, why)
+			b.logf("  %s: n/a: %s", name, why)
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
