@@ -121,6 +121,9 @@ func (r *run) finish(started bool, fnErr error) {
 	}
 	rec := r.rec
 	rec.Ended = j.clock().UTC()
+	if !started {
+		rec.Started = time.Time{} // the claim said it starts; it did not
+	}
 	event, eventReason := EventSucceeded, rec.Reason
 	switch why := lossReason(cause); {
 	case started && fnErr == nil:
