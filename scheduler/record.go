@@ -88,13 +88,14 @@ func (r Run) tokenAt(rev uint64) uint64 {
 	return rev
 }
 
-// Lease states, in the "state" field of a run lease.
+// Lease states, in the "state" field of a run lease. (Earlier versions created run leases
+// "claiming" and marked them "running" once the tick was won: such a lease does not count
+// as a run for Skip and Replace, as before.)
 const (
-	leaseClaiming = "claiming" // written by earlier versions before the tick claim; no run yet
-	leaseRunning  = "running"  // created before the tick claim; its run waits, runs or is being recorded
-	leaseDone     = "done"     // released after the final record; expires within a second
-	leaseLost     = "lost"     // released after recording the run lost; others may retry it
-	leaseCatchUp  = "catch-up" // the catch-up lock
+	leaseRunning = "running"  // created before the tick claim; its run waits, runs or is being recorded
+	leaseDone    = "done"     // released after the final record; expires within a second
+	leaseLost    = "lost"     // released after recording the run lost; others may retry it
+	leaseCatchUp = "catch-up" // the catch-up lock
 )
 
 // leaseRecord is the value of a run lease <job>.<tick>.run and of the catch-up lock
