@@ -30,7 +30,7 @@ import (
 // its CPU and memory can be read from /proc without the benchmark's own.
 //
 // It prints "ready" once the engine has read the claims, then "owned N renewals R errors E
-// lost L" whenever the number of workers it holds changes, and every second, and once more
+// lost L claimed C" (C: the workers it began to own, ever) whenever the number of workers it holds changes, and every second, and once more
 // after its engine closed. It stops (releasing its claims) on SIGTERM or when its stdin
 // closes, so that it never outlives the benchmark; SIGUSR1 drains it and SIGUSR2 ends the
 // drain. With -late it registers its workers after Start and prints "registered N SECONDS"
@@ -46,13 +46,20 @@ type ownedCounter struct {
 	renewals atomic.Int64
 	errors   atomic.Int64
 	lost     atomic.Int64
+	claimed  atomic.Int64 // ownership terms begun: workers this holder started owning
 }
 
-func (c *ownedCounter) Owned(delta int)          { c.n.Add(int64(delta)) }
+func (c *ownedCounter) Owned(delta int) {
+	c.n.Add(int64(delta))
+	if delta > 0 {
+		c.claimed.Add(int64(delta))
+	}
+}
+
 func (c *ownedCounter) LeaseLost(string, string) { c.lost.Add(1) }
 
 func (c *ownedCounter) line() string {
-	return fmt.Sprintf("owned %d renewals %d errors %d lost %d", c.n.Load(), c.renewals.Load(), c.errors.Load(), c.lost.Load())
+	return fmt.Sprintf("owned %d renewals %d errors %d lost %d claimed %d", c.n.Load(), c.renewals.Load(), c.errors.Load(), c.lost.Load(), c.claimed.Load())
 }
 
 func (c *ownedCounter) Renewal(_ string, _ time.Duration, err error) {
@@ -186,6 +193,7 @@ type holder struct {
 	renewals atomic.Int64
 	errors   atomic.Int64
 	lost     atomic.Int64 // leases the holder's engine lost (Metrics.LeaseLost)
+	claimed  atomic.Int64 // ownership terms the holder began (Metrics.Owned(+1))
 	// registered is closed once a -late holder printed how long its Register calls took
 	// (registerS, seconds).
 	registered chan struct{}
@@ -240,12 +248,13 @@ func startHolder(dir, url, ns, node, prefix string, workers int, extra ...string
 					close(h.registered)
 				}
 			case strings.HasPrefix(line, "owned "):
-				var o, r, e, l int64
-				if _, err := fmt.Sscanf(line, "owned %d renewals %d errors %d lost %d", &o, &r, &e, &l); err == nil {
+				var o, r, e, l, c int64
+				if _, err := fmt.Sscanf(line, "owned %d renewals %d errors %d lost %d claimed %d", &o, &r, &e, &l, &c); err == nil {
 					h.owned.Store(o)
 					h.renewals.Store(r)
 					h.errors.Store(e)
 					h.lost.Store(l)
+					h.claimed.Store(c)
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -33,6 +34,7 @@ type options struct {
 	kills2     int
 	kills5     int
 	handoffs   int
+	releases   int
 	cpuWindow  time.Duration
 	claimsTime time.Duration
 	only       map[string]bool
@@ -43,12 +45,16 @@ type options struct {
 
 // Phases of the benchmark, for -only.
 const (
-	phaseSingle = "single" // one daemon: idle RSS, claims on 1 node, holders (CPU, RSS, balance)
-	phaseTTL2   = "ttl2"   // three nodes at TTL 2s: cron delay, claims on 3 nodes, handoffs, kills
-	phaseTTL5   = "ttl5"   // three nodes at TTL 5s: kills
-	phaseStop   = "stop"   // planned stop of 10,000 workers and drain of 3,333 (stop.go)
-	phaseScale  = "scale"  // 10,000 and 100,000 workers: Register, CPU, RSS, failover (scale.go)
+	phaseSingle  = "single"  // one daemon: idle RSS, claims on 1 node, holders (CPU, RSS, balance)
+	phaseTTL2    = "ttl2"    // three nodes at TTL 2s: cron delay, claims on 3 nodes, handoffs, kills
+	phaseTTL5    = "ttl5"    // three nodes at TTL 5s: kills
+	phaseStop    = "stop"    // planned stop of 10,000 workers and drain of 3,333 (stop.go)
+	phaseScale   = "scale"   // 10,000 and 100,000 workers: Register, CPU, RSS, failover (scale.go)
+	phaseRelease = "release" // three nodes at TTL 2s: `coordinator release W` (release.go)
+	phaseRolling = "rolling" // three holders of 1,000 workers restarted in turn: moves (rolling.go)
 )
+
+var phases = []string{phaseSingle, phaseTTL2, phaseTTL5, phaseRelease, phaseRolling, phaseStop, phaseScale}
 
 func parseFlags(args []string) (options, error) {
 	var o options
@@ -59,9 +65,10 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.kills2, "kills2", 10, "SIGKILL failovers to measure at TTL 2s")
 	fs.IntVar(&o.kills5, "kills5", 6, "SIGKILL failovers to measure at TTL 5s")
 	fs.IntVar(&o.handoffs, "handoffs", 10, "SIGTERM handoffs to measure")
+	fs.IntVar(&o.releases, "releases", 10, "`coordinator release` moves to measure")
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "how long to measure a holder's CPU once all its workers are claimed")
 	fs.DurationVar(&o.claimsTime, "claims-time", 3*time.Second, "how long each claims/s measurement runs")
-	fs.StringVar(&only, "only", "", "comma separated phases to run: single, ttl2, ttl5, stop, scale (default all)")
+	fs.StringVar(&only, "only", "", "comma separated phases to run: "+strings.Join(phases, ", ")+" (default all)")
 	fs.BoolVar(&o.drain, "drain", true, "stop phase: also measure the drain of one of three holders (about 5 minutes)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (node logs, runs.log) and print where")
 	fs.BoolVar(&o.verbose, "v", false, "print the harness's log lines")
@@ -71,8 +78,8 @@ func parseFlags(args []string) (options, error) {
 	o.only = map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
 		if p = strings.TrimSpace(p); p != "" {
-			if p != phaseSingle && p != phaseTTL2 && p != phaseTTL5 && p != phaseStop && p != phaseScale {
-				return o, fmt.Errorf("-only: unknown phase %q (use single, ttl2, ttl5, stop, scale)", p)
+			if !slices.Contains(phases, p) {
+				return o, fmt.Errorf("-only: unknown phase %q (use %s)", p, strings.Join(phases, ", "))
 			}
 			o.only[p] = true
 		}
@@ -151,6 +158,16 @@ func run(args []string) int {
 			b.fail(phaseTTL5, err)
 		}
 		b.failoverFigures("failover_kill_ms_ttl5s", o.kills5)
+	}
+	if o.runs(phaseRelease) && ctx.Err() == nil {
+		if err := b.release(ctx); err != nil {
+			b.fail(phaseRelease, err)
+		}
+	}
+	if o.runs(phaseRolling) && ctx.Err() == nil {
+		if err := b.rolling(ctx); err != nil {
+			b.fail(phaseRolling, err)
+		}
 	}
 	if o.runs(phaseStop) && ctx.Err() == nil {
 		if err := b.stops(ctx); err != nil {
