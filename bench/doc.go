@@ -7,12 +7,12 @@
 //
 // After the figures it prints, as comment lines (#), ours next to the figures users
 // compare with: the etcd v3.7.3 election recipe measured on the same kind of machine.
-// Progress goes to stderr. The whole run takes about twenty minutes (the stop phase three to
-// five of them, the scale phase about eight).
+// Progress goes to stderr. The whole run takes about twenty-five minutes (the stop phase three
+// to five of them, the scale phase about eight, release two, rolling three).
 //
 // # Figures
 //
-// Five phases, each with real coordinator processes started by internal/cluster:
+// Seven phases, each with real coordinator processes started by internal/cluster:
 //
 // single — one daemon with its embedded server, TTL 15s, no workers:
 //   - rss_mb_daemon_idle: its resident memory once started.
@@ -44,6 +44,41 @@
 //   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).
+//
+// release — three nodes at TTL 2s with the recorder workers of ttl2 (see release.go);
+// -releases (10) times `coordinator release W` of a worker W that a node drawn from a
+// fixed-seed generator runs, each after the cluster settled:
+//
+//   - release_ms_median, _p99, _worst: from just before the command starts to W's start
+//     on another node (recorder stamps); release_cli_ms samples the command's own run time.
+//
+//   - release_gap_ms_median, _worst: from the released run's stop line to that start, the
+//     time W ran nowhere.
+//
+//   - release_returned_count: releases after which W started on the releasing node again
+//     within 3 claim graces + a rebalance delay + 2 renewals (4 s at TTL 2s) of its start
+//     elsewhere — a bounce; 0 once a released worker stays off the releasing node.
+//
+//   - release_unmoved_count: releases after which W did not start elsewhere within 30 s.
+//
+//     go run ./bench -bin bin/coordinator -only release -out /tmp/release   # about 2 minutes
+//
+// rolling — a rolling restart of three holders that share the same 1,000 no-op workers
+// (the ownership library at the default timings, TTL 15s, against one daemon; see
+// rolling.go). Once the claims settled (all owned, no count changed for 15 s), each holder
+// in turn gets SIGTERM (it hands its workers over), the other two settle, it starts again
+// with the same node name, and all three settle:
+//
+//   - rolling_moves_per_leave_1000, rolling_moves_per_join_1000: medians over the three
+//     restarts of the ownership terms the holders began from one settled state to the next,
+//     i.e. workers stopped on one node and started on another (a worker that moves twice
+//     counts twice). A leave moves the leaving holder's share, about 333; a join moves about
+//     333 back without stickiness, fewer with it.
+//
+//   - rolling_net_moves_per_leave_1000, _join_1000: the workers whose owner in the store
+//     differs between the two settled states.
+//
+//     go run ./bench -bin bin/coordinator -only rolling -out /tmp/rolling   # about 3 minutes
 //
 // stop — planned stops of many workers, against one daemon at TTL 15s (see stop.go):
 //

@@ -40,12 +40,17 @@ func (f Figure) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
+// countUnits are the units of figures that count things, printed without decimals.
+var countUnits = map[string]bool{"releases": true, "workers": true}
+
 func (f Figure) valueString() string {
 	switch {
 	case math.IsNaN(f.Value):
 		return "n/a"
 	case math.IsInf(f.Value, 1):
 		return "inf"
+	case countUnits[f.Unit]:
+		return strconv.FormatFloat(f.Value, 'f', -1, 64)
 	case f.Value >= 100:
 		return strconv.FormatFloat(f.Value, 'f', 0, 64)
 	case f.Value >= 10:

@@ -610,6 +610,9 @@ func (b *bench) plots() {
 	if v := s["handoff_ms"]; len(v) > 0 {
 		other = append(other, latencySeries{Label: "handoff (SIGTERM → running elsewhere)", D: msDurations(v)})
 	}
+	if v := s["release_ms"]; len(v) > 0 {
+		other = append(other, latencySeries{Label: "release (coordinator release → running elsewhere)", D: msDurations(v)})
+	}
 	if v := s["failover_kill_ms_ttl2s"]; len(v) > 0 {
 		other = append(other, latencySeries{Label: "kill failover, TTL 2s", D: msDurations(v)})
 	}
@@ -619,7 +622,7 @@ func (b *bench) plots() {
 	if v := s["cron_fire_delay_ms"]; len(v) > 0 {
 		other = append(other, latencySeries{Label: "cron fire delay", D: msDurations(v)})
 	}
-	add(plotLatencyCDF(b.opts.out, "failover_latency.png", "Failover, handoff and cron delay distributions", other))
+	add(plotLatencyCDF(b.opts.out, "failover_latency.png", "Failover, handoff, release and cron delay distributions", other))
 	if len(b.balanceCounts) > 0 {
 		add(plotBalance(b.opts.out, b.balanceCounts))
 	}
