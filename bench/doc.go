@@ -45,9 +45,9 @@
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).
 //
-// release — three nodes at TTL 2s with the recorder workers of ttl2 (see release.go);
-// -releases (10) times `coordinator release W` of a worker W that a node drawn from a
-// fixed-seed generator runs, each after the cluster settled:
+// release — three nodes at TTL 2s (-release-ttl) with the recorder workers of ttl2 (see
+// release.go); -releases (10) times `coordinator release W` of a worker W that a node drawn
+// from a fixed-seed generator runs, each after the cluster settled:
 //
 //   - release_ms_median, _p99, _worst: from just before the command starts to W's start
 //     on another node (recorder stamps); release_cli_ms samples the command's own run time.
@@ -62,6 +62,8 @@
 //   - release_unmoved_count: releases after which W did not start elsewhere within 30 s.
 //
 //     go run ./bench -bin bin/coordinator -only release -out /tmp/release   # about 2 minutes
+//     go run ./bench -bin bin/coordinator -only release -release-ttl 15s -releases 3 -out /tmp/r15
+//     # the default TTL: a claim grace of 6 s, a return window of 30 s; about 3 minutes
 //
 // rolling — a rolling restart of three holders that share the same 1,000 no-op workers
 // (the ownership library at the default timings, TTL 15s, against one daemon; see

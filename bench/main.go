@@ -35,6 +35,7 @@ type options struct {
 	kills5     int
 	handoffs   int
 	releases   int
+	releaseTTL time.Duration
 	cpuWindow  time.Duration
 	claimsTime time.Duration
 	only       map[string]bool
@@ -65,7 +66,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.kills2, "kills2", 10, "SIGKILL failovers to measure at TTL 2s")
 	fs.IntVar(&o.kills5, "kills5", 6, "SIGKILL failovers to measure at TTL 5s")
 	fs.IntVar(&o.handoffs, "handoffs", 10, "SIGTERM handoffs to measure")
-	fs.IntVar(&o.releases, "releases", 10, "`coordinator release` moves to measure")
+	fs.IntVar(&o.releases, "releases", 10, "releases (coordinator release W) to measure")
+	fs.DurationVar(&o.releaseTTL, "release-ttl", 2*time.Second, "TTL of the release phase's cluster")
 	fs.DurationVar(&o.cpuWindow, "cpu-window", 30*time.Second, "how long to measure a holder's CPU once all its workers are claimed")
 	fs.DurationVar(&o.claimsTime, "claims-time", 3*time.Second, "how long each claims/s measurement runs")
 	fs.StringVar(&only, "only", "", "comma separated phases to run: "+strings.Join(phases, ", ")+" (default all)")

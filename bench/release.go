@@ -11,7 +11,7 @@ import (
 	"github.com/jetcoord/coordinator/internal/cluster"
 )
 
-// The release phase (issue 14), on three nodes at TTL 2s with the recorder workers of the
+// The release phase (issue 14), on three nodes at TTL 2s (-release-ttl) with the recorder workers of the
 // ttl2 phase: `coordinator release W`, the operator command, against the node that runs W.
 //   - release_ms_median, _p99, _worst: from just before the command is started to the
 //     recorder's start stamp of W on another node.
@@ -38,8 +38,8 @@ func releaseReturnWindow(ttl time.Duration) time.Duration {
 }
 
 func (b *bench) release(ctx context.Context) error {
-	b.logf("release: three nodes, TTL 2s: starting; %d releases", b.opts.releases)
-	bc, err := startBenchCluster(b.bins, filepath.Join(b.work, "release"), 2*time.Second, probes, nil, b.logf)
+	b.logf("release: three nodes, TTL %v: starting; %d releases", b.opts.releaseTTL, b.opts.releases)
+	bc, err := startBenchCluster(b.bins, filepath.Join(b.work, "release"), b.opts.releaseTTL, probes, nil, b.logf)
 	if err != nil {
 		b.releaseFigures(err.Error())
 		return err
@@ -66,13 +66,15 @@ func (b *bench) release(ctx context.Context) error {
 		b.logf("  release %d/%d of %s: %s → %s in %v (ran nowhere for %v, CLI took %v)%s", i+1, b.opts.releases, s.worker, s.from, s.to,
 			s.d.Round(100*time.Microsecond), s.gap.Round(100*time.Microsecond), s.cli.Round(time.Millisecond), note)
 		b.res.Sample("release_ms", ms(s.d))
-		b.res.Sample("release_gap_ms", ms(s.gap))
+		if s.stopped {
+			b.res.Sample("release_gap_ms", ms(s.gap))
+		}
 		b.res.Sample("release_cli_ms", ms(s.cli))
 	}
 	b.res.Add("release_returned_count", float64(returned), "releases")
 	b.res.Add("release_unmoved_count", float64(unmoved), "releases")
-	b.res.Note("release: %d releases; %d moved back to the releasing node within %v of starting elsewhere; %d did not start elsewhere within %v",
-		b.opts.releases, returned, releaseReturnWindow(bc.ttl), unmoved, releaseBound)
+	b.res.Note("release at TTL %v: %d releases; %d moved back to the releasing node within %v of starting elsewhere; %d did not start elsewhere within %v",
+		bc.ttl, b.opts.releases, returned, releaseReturnWindow(bc.ttl), unmoved, releaseBound)
 	b.releaseFigures("")
 	return ctx.Err()
 }
@@ -100,6 +102,7 @@ type releaseSample struct {
 	worker, from, to string
 	moved            bool          // W started on another node within releaseBound
 	d                time.Duration // release command started → W started elsewhere
+	stopped          bool          // the released run's stop line was found
 	gap              time.Duration // released run's stop → W started elsewhere
 	cli              time.Duration // the release command's run time
 	returned         bool          // W started on from again within the return window
@@ -145,7 +148,7 @@ func (b *benchCluster) releaseSample(ctx context.Context, target int) (releaseSa
 	s.moved, s.to, s.d = true, next.Node, next.Start.Sub(t0)
 	for _, run := range b.tail.runs[w] {
 		if run.PID == r.PID && run.Node == r.Node && run.Stopped {
-			s.gap = next.Start.Sub(run.Last)
+			s.stopped, s.gap = true, next.Start.Sub(run.Last)
 		}
 	}
 	// Did it come back? Wait out the window, bounded, then look.
