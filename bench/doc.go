@@ -57,7 +57,8 @@
 //
 //   - release_returned_count: releases after which W started on the releasing node again
 //     within 3 claim graces + a rebalance delay + 2 renewals (4 s at TTL 2s) of its start
-//     elsewhere — a bounce; 0 once a released worker stays off the releasing node.
+//     elsewhere — a bounce; 0 once a released worker stays off the releasing node. The
+//     times from its start elsewhere to its return are the release_returned_after_ms samples.
 //
 //   - release_unmoved_count: releases after which W did not start elsewhere within 30 s.
 //

@@ -61,6 +61,7 @@ func (b *bench) release(ctx context.Context) error {
 		note := ""
 		if s.returned {
 			returned++
+			b.res.Sample("release_returned_after_ms", ms(s.back))
 			note = fmt.Sprintf("; back on %s %v later", s.from, s.back.Round(time.Millisecond))
 		}
 		b.logf("  release %d/%d of %s: %s → %s in %v (ran nowhere for %v, CLI took %v)%s", i+1, b.opts.releases, s.worker, s.from, s.to,
