@@ -170,7 +170,8 @@ func (e *Engine) leave(rev uint64) {
 	if rev == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// stopCtx: a Close that gave up on the store (GiveUpReleases) does not wait here either.
+	ctx, cancel := context.WithTimeout(e.stopCtx, 2*time.Second)
 	defer cancel()
 	if err := e.store.Nodes.Delete(ctx, e.node, rev); err == nil {
 		e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})

@@ -541,7 +541,9 @@ func (d *daemon) shutdown() {
 		d.jobs.close()
 	}
 	if d.engine != nil {
+		stopWatch := d.watchStoreWhileStopping()
 		_ = d.engine.Close()
+		stopWatch()
 	}
 	if d.ctl != nil {
 		d.ctl.close()

@@ -1,0 +1,158 @@
+package integration
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jetcoord/coordinator/internal/cluster"
+)
+
+// wholeStopBound bounds a whole-cluster stop: the issue asks for 5 s; a third of the
+// default ShutdownGrace (30 s, which a stalled release used to wait out) leaves room for a
+// loaded machine and still fails the old behaviour.
+const wholeStopBound = 10 * time.Second
+
+// TestWholeClusterStop: SIGTERM to all three nodes at once (Ctrl-C on `make cluster`,
+// `docker compose down`). The last nodes lose the store's quorum while they release their
+// claims; they must stop their commands, say why, and exit at once instead of retrying the
+// release for the whole ShutdownGrace, leaving the claims to expire.
+func TestWholeClusterStop(t *testing.T) {
+	t.Parallel()
+	// "slow" takes a while to stop, so that its node releases it after the other nodes
+	// have gone: the case the quorum is lost in.
+	names := []string{"slow", "a", "b", "c", "d", "e"}
+	ws := recorded(names...)
+	ws[0].Env = map[string]string{"RECORDER_STOP_DELAY": "1s"}
+	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, Workers: ws})
+	for _, w := range names {
+		liveRun(t, c, w, takeoverTimeout)
+	}
+	t0 := time.Now()
+	for _, n := range c.Nodes() {
+		if err := n.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	took := make([]time.Duration, c.Len())
+	for i, n := range c.Nodes() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := n.Exit(wholeStopBound)
+			took[i] = time.Since(t0)
+			if err != nil {
+				t.Errorf("%s did not exit within %v of a whole-cluster SIGTERM: %v", n.Name(), wholeStopBound, err)
+				return
+			}
+			if st.Code != 0 {
+				t.Errorf("%s: %v", n.Name(), st)
+			}
+		}()
+	}
+	wg.Wait()
+	worst := time.Duration(0)
+	for _, d := range took {
+		worst = max(worst, d)
+	}
+	t.Logf("whole-cluster SIGTERM → every node exited: %s (per node %v)", ms(worst), took)
+	for _, n := range c.Nodes() {
+		if err := cluster.WaitFor(goneTimeout, n.Name()+"'s commands to be gone", func() bool { return len(n.Processes()) == 0 }); err != nil {
+			t.Error(err)
+		}
+	}
+	// Every command was stopped (a stop line), not left to its watchdog.
+	runs := checkRuns(t, c)
+	for _, r := range runs {
+		if !r.Stopped {
+			t.Errorf("run not stopped by its node: %v", r)
+		}
+	}
+	// A node that gave its releases up said so, once.
+	gaveUp := 0
+	for _, n := range c.Nodes() {
+		gaveUp += len(logRecords(t, n, storeLostMsg))
+	}
+	// The node of "slow" stops after the others have gone: it cannot have released.
+	if gaveUp == 0 {
+		t.Errorf("no node logged %q", storeLostMsg)
+	}
+}
+
+// storeLostMsg is the log line of a node that stops without releasing its claims because
+// the store lost its quorum.
+const storeLostMsg = "shutdown: the store has no quorum (peers gone); workers stopped, claims left to expire"
+
+// TestDrainSurvivesRestart: a drained node stays drained when it restarts, until `drain
+// --undo`.
+func TestDrainSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	names := []string{"a", "b", "c"}
+	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, Workers: recorded(names...)})
+	for _, w := range names {
+		liveRun(t, c, w, takeoverTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	target := c.Node(2)
+	if _, err := c.Node(0).CLI(ctx, "drain", target.Name()); err != nil {
+		t.Fatal(err)
+	}
+	draining := func(want bool) func() bool {
+		return func() bool {
+			st, err := c.Node(0).Status()
+			if err != nil {
+				return false
+			}
+			for _, n := range st.Nodes {
+				if n.Node == target.Name() {
+					return n.Draining == want
+				}
+			}
+			return false
+		}
+	}
+	if err := cluster.WaitFor(takeoverTimeout, target.Name()+" to drain", draining(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := target.Term(); err != nil {
+		t.Fatal(err)
+	}
+	t1 := cluster.MonoNow()
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := target.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitFor(takeoverTimeout, target.Name()+" to rejoin drained", draining(true)); err != nil {
+		t.Fatal(err)
+	}
+	// Placement would hand a worker to the restarted node within RebalanceDelay: it must not.
+	observe(t, c, 4*c.TTL())
+	runs := checkRuns(t, c)
+	for _, r := range runs {
+		if r.Node == target.Name() && r.Start > t1 {
+			t.Errorf("the drained node ran a worker after its restart: %v", r)
+		}
+	}
+	if _, err := c.Node(1).CLI(ctx, "drain", "--undo", target.Name()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitFor(takeoverTimeout, target.Name()+" to stop draining", draining(false)); err != nil {
+		t.Fatal(err)
+	}
+	// Undrained, it stays undrained across a restart too.
+	if err := target.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := target.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitFor(takeoverTimeout, target.Name()+" to rejoin undrained", draining(false)); err != nil {
+		t.Fatal(err)
+	}
+}
