@@ -392,6 +392,12 @@ func (d *daemon) start(ctx context.Context) error {
 	d.engine = engine
 	engine.SetRuntime(d.runtime)
 	d.liveEngine.Store(engine)
+	if on, how := d.drainedBefore(); on {
+		// Before Start: the first membership record says so, and placement leaves us out.
+		engine.SetDraining(ctx, true)
+		d.log.Warn("node is drained: it claims no workers until `coordinator drain --undo "+cfg.Node.Name+"`",
+			"marker", d.drainMarkerPath(), "since", how)
+	}
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
 		if err := d.addWorker(w); err != nil {
