@@ -2,10 +2,17 @@ package integration
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetcoord/coordinator/internal/cluster"
 )
@@ -155,4 +162,79 @@ func TestDrainSurvivesRestart(t *testing.T) {
 	if err := cluster.WaitFor(takeoverTimeout, target.Name()+" to rejoin undrained", draining(false)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFormationProgress: while a cluster forms, the log and /readyz say how many of the
+// expected servers are connected and which are missing; once formed, every node has
+// published node.joined (the events stream keeps it).
+func TestFormationProgress(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, Workers: recorded("w"), NoStart: true})
+	first := c.Node(0)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	if err := cluster.WaitFor(readyTimeout, first.Name()+"'s /readyz to say what it waits for", func() bool {
+		body = readyzBody(first)
+		return strings.Contains(body, "1 of 3 servers connected")
+	}); err != nil {
+		t.Fatalf("%v; last /readyz: %q", err, body)
+	}
+	t.Logf("/readyz while forming: %q", body)
+	for _, n := range c.Nodes()[1:] {
+		if !strings.Contains(body, n.RouteAddr()) {
+			t.Errorf("/readyz does not name the missing %s (%s): %q", n.Name(), n.RouteAddr(), body)
+		}
+	}
+	if err := cluster.WaitFor(readyTimeout, "the log to say how many servers are connected", func() bool {
+		data, _ := os.ReadFile(first.LogPath())
+		return strings.Contains(string(data), "waiting for JetStream: 1 of 3 servers connected")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if body := readyzBody(first); !strings.Contains(body, "3 of 3 servers connected") {
+		t.Errorf("/readyz once formed: %q", body)
+	}
+	nc, err := nats.Connect(c.ClientURLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes() {
+		subj := c.Namespace() + ".events.node." + n.Name() + ".joined"
+		if err := cluster.WaitFor(takeoverTimeout, subj+" in the events stream", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			s, err := js.Stream(ctx, strings.ToUpper(c.Namespace())+"_EVENTS")
+			if err != nil {
+				return false
+			}
+			_, err = s.GetLastMsgForSubject(ctx, subj)
+			return err == nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// readyzBody is the body of a node's /readyz, or the error.
+func readyzBody(n *cluster.Node) string {
+	resp, err := http.Get("http://" + n.HTTPAddr() + "/readyz")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

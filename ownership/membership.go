@@ -110,7 +110,7 @@ func (e *Engine) renewMembership(rev *uint64) error {
 			}
 		}
 		if err == nil {
-			e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
+			e.publishStored(Event{Kind: KindNode, Type: "joined", Name: e.node})
 		}
 	} else {
 		var nrev uint64

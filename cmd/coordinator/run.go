@@ -243,6 +243,7 @@ type daemon struct {
 	liveEngine atomic.Pointer[ownership.Engine]
 	liveStore  atomic.Pointer[kv.Store]
 	liveJobs   atomic.Pointer[jobRunner]
+	liveServer atomic.Pointer[embedded.Server]
 }
 
 func (d *daemon) ownershipConfig() ownership.Config {
@@ -349,6 +350,7 @@ func (d *daemon) start(ctx context.Context) error {
 			return fmt.Errorf("starting the embedded NATS server: %w", err)
 		}
 		d.srv = srv
+		d.liveServer.Store(srv)
 		if size := srv.ClusterSize(); size > 1 {
 			replicas = min(3, size)
 		}
@@ -466,10 +468,14 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
 			msg := "waiting for JetStream"
+			args := []any{"err", err}
 			if d.srv != nil && d.srv.ClusterSize() > 1 {
-				msg = fmt.Sprintf("waiting for JetStream: a new cluster starts once %d servers are up", d.srv.ClusterSize())
+				p := d.srv.Peers()
+				msg = fmt.Sprintf("waiting for JetStream: %s; a new cluster starts once all %d are up, a running one needs %d",
+					p, p.Expected, p.Expected/2+1)
+				args = append(args, "connected", len(p.Connected)+1, "expected", p.Expected, "missing", p.Missing)
 			}
-			d.log.Warn(msg, "err", err)
+			d.log.Warn(msg, args...)
 		}
 		select {
 		case <-ctx.Done():
