@@ -560,6 +560,7 @@ func (d *daemon) shutdown() {
 	if d.ctl != nil {
 		d.ctl.close()
 	}
+	d.stepDownStreams()
 
 	if d.http != nil {
 		d.http.close()
