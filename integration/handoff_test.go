@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -318,4 +319,51 @@ func writeGap(t *testing.T, url, bucket string, during func()) (time.Duration, i
 	close(stop)
 	wg.Wait()
 	return gap, writes
+}
+
+// TestHandoffLegs: SIGTERM the owner of a worker and measure the two legs of the handoff
+// from the recorder's stamps: SIGTERM → the old command's exit (its stop line), and the old
+// command's exit → the new command's start on another node. Figures only (COORD_HANDOFFS
+// samples, default 3); the only bound is the claim grace the planned move must not wait
+// out.
+func TestHandoffLegs(t *testing.T) {
+	t.Parallel()
+	n := 3
+	if v, err := strconv.Atoi(os.Getenv("COORD_HANDOFFS")); err == nil && v > 0 {
+		n = v
+	}
+	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, Workers: recorded("w")})
+	var stops, moves []time.Duration
+	for i := 0; i < n; i++ {
+		settle(t, c, "w")
+		old, _ := currentRun(c, "w")
+		owner := c.NodeByName(old.Node)
+		t0 := cluster.MonoNow()
+		if _, err := owner.Term(); err != nil {
+			t.Fatal(err)
+		}
+		next, err := c.WaitRun("w", takeoverTimeout, func(r cluster.Run) bool { return r.Start > t0 && r.Node != owner.Name() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = runOf(checkRuns(t, c), old)
+		if !old.Stopped {
+			t.Fatalf("the old command did not stop cleanly: %v", old)
+		}
+		stop, move := old.End.Sub(t0), next.Start.Sub(old.End)
+		t.Logf("handoff %d: SIGTERM → old exit %s, old exit → new start %s (%s → %s)", i+1, ms(stop), ms(move), owner.Name(), next.Node)
+		stops, moves = append(stops, stop), append(moves, move)
+		// ClaimGrace is 2×RenewInterval = 2×TTL/5: a planned move never waits for it.
+		if grace := 2 * c.TTL() / 5; move >= grace {
+			t.Errorf("old exit → new start took %s, the claim grace (%s): the successor waited", ms(move), ms(grace))
+		}
+		if err := owner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := owner.WaitReady(readyTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("SIGTERM → old exit: %s", summary(stops))
+	t.Logf("old exit → new start: %s", summary(moves))
 }

@@ -231,6 +231,8 @@ type daemon struct {
 	http    *httpServer
 	ctl     *control
 	runtime *ownership.Runtime
+	// spares keeps a watchdog started ahead for the next supervised command (supervise.Spares).
+	spares *supervise.Spares
 	// stopping is closed when shutdown begins: control requests that wait give up.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -400,6 +402,10 @@ func (d *daemon) start(ctx context.Context) error {
 		d.log.Warn("node is drained: it claims no workers until `coordinator drain --undo "+cfg.Node.Name+"`",
 			"marker", d.drainMarkerPath(), "since", how)
 	}
+	d.spares = supervise.NewSpares()
+	if len(cfg.Workers) > 0 {
+		d.spares.Prepare("")
+	}
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
 		if err := d.addWorker(w); err != nil {
@@ -525,6 +531,7 @@ func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
 			FenceGrace: d.engine.Config().FenceGrace,
 			Logger:     d.outputLogger("worker", w.Name, lease.Token()),
 			OnStart:    func(int) { d.runtime.Started(w.Name, lease.Token()) },
+			Spares:     d.spares,
 		}
 		err := supervise.Run(ctx, spec, lease)
 		if errors.Is(err, supervise.ErrFenced) {
@@ -557,6 +564,7 @@ func (d *daemon) shutdown() {
 		_ = d.engine.Close()
 		stopWatch()
 	}
+	d.spares.Close()
 	if d.ctl != nil {
 		d.ctl.close()
 	}
