@@ -233,6 +233,9 @@ func (e *Engine) applyMember(c kv.Change) {
 	default:
 		delete(e.members, c.Key)
 	}
+	if e.expect > 1 && len(e.members) >= e.expect {
+		e.formed = true // see settling
+	}
 	cur := e.members[c.Key]
 	changed := !had || c.Op != kv.OpPut || prev.Draining != cur.Draining || prev.Capacity != cur.Capacity ||
 		prev.Incarnation != cur.Incarnation || prev.Workers != cur.Workers
