@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,15 @@ func (d *daemon) stepDownStreams() {
 			if d.cfg.NATS.APIPrefix != "" {
 				prefix = strings.TrimSuffix(d.cfg.NATS.APIPrefix, ".")
 			}
-			msg, err := d.nc.RequestWithContext(ctx, prefix+".STREAM.LEADER.STEPDOWN."+name, nil)
+			// To a server connected now: left to itself, JetStream may pick one that has
+			// just gone (the others stopping too), and the stream waits for an election.
+			var body []byte
+			to := ""
+			if peers := d.srv.Peers().Connected; len(peers) > 0 {
+				to = peers[0]
+				body, _ = json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}})
+			}
+			msg, err := d.nc.RequestWithContext(ctx, prefix+".STREAM.LEADER.STEPDOWN."+name, body)
 			if err != nil {
 				d.log.Warn("could not hand over the stream leadership; the others elect a new leader when this node stops", "stream", name, "err", err)
 				return
@@ -74,7 +83,7 @@ func (d *daemon) stepDownStreams() {
 				return
 			}
 			for ctx.Err() == nil {
-				if !d.srv.Peers().Quorum() {
+				if p := d.srv.Peers(); !p.Quorum() || (to != "" && !slices.Contains(p.Connected, to)) {
 					return // the others are stopping too: nobody to wait for
 				}
 				// Short attempts: a request made while there is no leader gets no answer.

@@ -15,7 +15,8 @@ import (
 const storePollInterval = 100 * time.Millisecond
 
 // watchStoreWhileStopping runs while the engine closes: when the store has had no quorum
-// for a whole RenewInterval (the peers are gone: the whole cluster stops at once), it makes
+// for a RenewInterval, at most a second (the peers are gone: the whole cluster stops at
+// once), it makes
 // the engine stop its workers and give up the releases, which cannot land, instead of
 // retrying them for the whole ShutdownGrace, and closes the node's connection so that the
 // rest of the stop does not wait for the store either. The returned func ends the watch and waits.
@@ -25,7 +26,8 @@ func (d *daemon) watchStoreWhileStopping() func() {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		need := d.engine.Config().RenewInterval
+		// A renew interval, at most a second: peers that went away stay away during a stop.
+		need := min(d.engine.Config().RenewInterval, time.Second)
 		t := time.NewTicker(storePollInterval)
 		defer t.Stop()
 		var lostSince time.Time
