@@ -6,8 +6,9 @@
 # node1..node3 listen on 127.0.0.1 only: clients on 4222-4224, routes on 6222-6224, HTTP on
 # 8080-8082, stores in ./data/node1..3. They run deploy/demo.yaml, whose worker runs on one
 # of them. Every output line starts with its node's name. Ctrl-C stops all three cleanly:
-# workers stopped, each node exits 0 (a claim whose release finds the cluster already gone
-# expires after one TTL instead). A second Ctrl-C makes them exit at once.
+# workers stopped, each node exits 0 within a few seconds (a node whose release finds the
+# cluster already gone says so once and leaves the claim to expire after one TTL). A second
+# Ctrl-C makes them exit at once.
 #
 # Try, in another terminal:
 #   ./bin/coordinator status                         # any node: --nats nats://127.0.0.1:4223

@@ -68,6 +68,7 @@ func (s *Server) discoverOnce(ctx context.Context, now time.Time) {
 	}
 	n := s.routes.count()
 	s.known.Store(int64(n))
+	s.noteSeeds()
 	if err := s.ns.ReloadOptions(s.options(0)); err != nil {
 		s.dirty = true
 		s.log.Warn("embedded: updating routes failed; will retry", "err", err)

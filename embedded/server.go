@@ -44,7 +44,8 @@ type Server struct {
 	routes routeSet
 	dirty  bool // the server's routes lag behind s.routes after a failed reload
 
-	known atomic.Int64 // servers named by the routes, us included
+	known atomic.Int64             // servers named by the routes, us included
+	seeds atomic.Pointer[[]string] // the routes' host:port but ours, for Peers
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -209,6 +210,7 @@ func (s *Server) setupCluster(ctx context.Context) error {
 		}
 	}
 	s.known.Store(int64(s.routes.count()))
+	s.noteSeeds()
 
 	if s.expected == 2 {
 		s.log.Warn("embedded: a 2-node cluster loses its quorum when either node dies; run 3", "cluster_size", 2)

@@ -29,6 +29,12 @@
 //	TestReleaseAndDrain                  coordinator release / drain / drain --undo
 //	TestCommandDiesWithCoordinator       SIGKILL the coordinator: every process below it is gone
 //	TestFailoverFigures                  figures only, with COORD_FIGURES=N
+//	TestWholeClusterStop                 SIGTERM all three at once: every node exits within seconds
+//	TestDrainSurvivesRestart             a drained node restarts drained until drain --undo
+//	TestFormationProgress                the log and /readyz say which servers are missing; node.joined of all
+//	TestStreamLeaderStop                 SIGTERM of the workers stream leader: the write gap of another node
+//	TestHandoffLegs                      SIGTERM → old exit, old exit → new start (COORD_HANDOFFS samples)
+//	TestTermRightAfterFormation          SIGTERM of the owner right after formation (COORD_FRESH clusters)
 //
 // The timings each test measures (kill → running elsewhere, SIGTERM → elsewhere, cold
 // start, pause → fence) are logged with t.Logf: run with -v to see them. Tests use a lease
@@ -38,6 +44,8 @@
 //
 //	COORD_PAUSES=20     pauses in TestPauseOwner (default 3)
 //	COORD_FIGURES=10    run TestFailoverFigures: that many kills and SIGTERMs at TTL 2s and 5s
+//	COORD_HANDOFFS=20   samples in TestHandoffLegs (default 3)
+//	COORD_FRESH=10      fresh clusters in TestTermRightAfterFormation (default 2; 10 take ~80 s)
 //	CLUSTER_KEEP=1      keep a failed test's cluster directory (logs, runs.log)
 //
 // The coordinators never see the test's COORD_* variables.

@@ -170,6 +170,7 @@ type Engine struct {
 	renewals      *renewWatch       // notes failed and slow renewals for paced stops
 	drainGen      uint64            // counts SetDraining calls; a paced drain runs while it is unchanged
 	expect        int               // WithExpectedMembers
+	formed        bool              // the expected members were all seen once: settling is over for good
 	startedAt     time.Time         // when Start was called
 	assignment    map[string]string // cached placement; nil = recompute
 	digest        string            // cached namesDigest; "" = recompute
@@ -576,7 +577,9 @@ func (e *Engine) releaseOp() { <-e.ops }
 func (e *Engine) settling() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.expect > 1 && len(e.members) < e.expect && e.cfg.Clock.Now().Sub(e.startedAt) < e.cfg.TTL
+	// Once formed, a member that leaves (a SIGTERM right after formation) must not make
+	// the others hold its workers back again (issue 14).
+	return e.expect > 1 && !e.formed && len(e.members) < e.expect && e.cfg.Clock.Now().Sub(e.startedAt) < e.cfg.TTL
 }
 
 func (e *Engine) isDraining() bool {

@@ -110,7 +110,7 @@ func (e *Engine) renewMembership(rev *uint64) error {
 			}
 		}
 		if err == nil {
-			e.publish(Event{Kind: KindNode, Type: "joined", Name: e.node})
+			e.publishStored(Event{Kind: KindNode, Type: "joined", Name: e.node})
 		}
 	} else {
 		var nrev uint64
@@ -170,7 +170,8 @@ func (e *Engine) leave(rev uint64) {
 	if rev == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// stopCtx: a Close that gave up on the store (GiveUpReleases) does not wait here either.
+	ctx, cancel := context.WithTimeout(e.stopCtx, 2*time.Second)
 	defer cancel()
 	if err := e.store.Nodes.Delete(ctx, e.node, rev); err == nil {
 		e.publish(Event{Kind: KindNode, Type: "left", Name: e.node})
@@ -231,6 +232,9 @@ func (e *Engine) applyMember(c kv.Change) {
 		e.members[c.Key] = Member{NodeRecord: r, Revision: c.Revision, seen: e.cfg.Clock.Now()}
 	default:
 		delete(e.members, c.Key)
+	}
+	if e.expect > 1 && len(e.members) >= e.expect {
+		e.formed = true // see settling
 	}
 	cur := e.members[c.Key]
 	changed := !had || c.Op != kv.OpPut || prev.Draining != cur.Draining || prev.Capacity != cur.Capacity ||

@@ -114,6 +114,7 @@ type run struct {
 
 	wg         sync.WaitGroup
 	threadDone chan struct{} // releases the thread the watchdog was forked from
+	threadHeld chan struct{} // closed when that thread's goroutine has returned
 	stopReq    chan struct{} // closed to ask for a planned stop
 	done       chan struct{} // closed when the watchdog has exited
 
@@ -128,8 +129,26 @@ func (r *run) goFunc(f func()) {
 	}()
 }
 
-// start launches the watchdog and the goroutines that talk to it.
+// start launches the watchdog, or takes a spare one, and the goroutines that talk to it.
 func (r *run) start(start startMsg) error {
+	if sp := r.spec.Spares.take(r.spec.Shim); sp != nil {
+		sp.spec, sp.lease, sp.log = r.spec, r.lease, r.log
+		*r = run{spec: sp.spec, lease: sp.lease, log: sp.log, cmd: sp.cmd, ctrl: sp.ctrl, status: sp.status,
+			stdout: sp.stdout, stderr: sp.stderr, threadDone: sp.threadDone}
+		r.wg.Add(1) // the spare's thread goroutine, which now waits for this run's threadDone
+		go func() { defer r.wg.Done(); <-sp.threadHeld }()
+		r.begin(start)
+		return nil
+	}
+	if err := r.launch(r.spec.Name); err != nil {
+		return err
+	}
+	r.begin(start)
+	return nil
+}
+
+// launch starts a watchdog (label names it in ps) that waits for its start message.
+func (r *run) launch(label string) error {
 	var pipes [4][2]*os.File // control, status, stdout, stderr: {read, write}
 	closeAll := func() {
 		for _, p := range pipes {
@@ -150,7 +169,7 @@ func (r *run) start(start startMsg) error {
 	}
 	r.cmd = &exec.Cmd{
 		Path:       r.spec.Shim,
-		Args:       []string{os.Args[0], watchdogArg, r.spec.Name},
+		Args:       []string{os.Args[0], watchdogArg, label},
 		Stdout:     pipes[2][1],
 		Stderr:     pipes[3][1],
 		ExtraFiles: []*os.File{pipes[0][0], pipes[1][1]}, // fds 3 and 4
@@ -177,13 +196,17 @@ func (r *run) start(start startMsg) error {
 		r.wg.Wait()
 		return fmt.Errorf("%w: worker %q: start %s: %w", ErrWatchdog, r.spec.Name, r.spec.Shim, err)
 	}
+	return nil
+}
+
+// begin starts the goroutines that talk to a launched watchdog, and sends it start.
+func (r *run) begin(start startMsg) {
 	r.stopReq = make(chan struct{})
 	r.done = make(chan struct{})
 	r.output.Add(2)
 	r.goFunc(func() { defer r.output.Done(); logLines(r.stdout, r.log, "stdout") })
 	r.goFunc(func() { defer r.output.Done(); logLines(r.stderr, r.log, "stderr") })
 	r.goFunc(func() { r.forward(start) })
-	return nil
 }
 
 // startLocked starts the watchdog from a goroutine locked to its OS thread and keeps the
@@ -191,8 +214,10 @@ func (r *run) start(start startMsg) error {
 // and the Go runtime may end a thread while the process lives on.
 func (r *run) startLocked() error {
 	r.threadDone = make(chan struct{})
+	r.threadHeld = make(chan struct{})
 	errc := make(chan error, 1)
 	r.goFunc(func() {
+		defer close(r.threadHeld)
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		err := r.cmd.Start()

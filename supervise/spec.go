@@ -62,6 +62,8 @@ type Spec struct {
 	// Shim is the watchdog executable: a binary whose main calls MaybeRunWatchdog first
 	// thing. Default DefaultShim (the running binary).
 	Shim string
+	// Spares, if set, has a watchdog started ahead of time for Run to take (see Spares).
+	Spares *Spares
 }
 
 // Validate reports what is wrong with s, if anything, as an error wrapping ErrInvalidSpec.

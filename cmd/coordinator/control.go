@@ -75,11 +75,16 @@ func (d *daemon) handleControl(op string, req ctlRequest, reply *ctlReply) error
 		reply.Info = fmt.Sprintf("worker %q released by %s", req.Worker, d.cfg.Node.Name)
 	case "drain":
 		on := req.Drain == nil || *req.Drain
+		perr := d.persistDrain(on)
 		d.engine.SetDraining(ctx, on)
 		if on {
-			reply.Info = fmt.Sprintf("node %s is draining: its workers move to other nodes", d.cfg.Node.Name)
+			reply.Info = fmt.Sprintf("node %s is draining: its workers move to other nodes; it stays drained across restarts until drain --undo", d.cfg.Node.Name)
 		} else {
 			reply.Info = fmt.Sprintf("node %s claims workers again", d.cfg.Node.Name)
+		}
+		if perr != nil {
+			d.log.Warn("drain not kept for the next start", "err", perr)
+			reply.Info += fmt.Sprintf(" (warning: %v: a restart forgets it)", perr)
 		}
 	case "jobs":
 		jobs, err := jr.list(ctx)

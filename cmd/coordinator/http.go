@@ -162,11 +162,15 @@ func startHTTP(addr string, d *daemon) (*httpServer, error) {
 	registerStateMetrics(d)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		cluster := ""
+		if srv := d.liveServer.Load(); srv != nil && srv.ClusterSize() > 1 {
+			cluster = "\ncluster: " + srv.Peers().String()
+		}
 		if e := d.liveEngine.Load(); e == nil || !e.Ready() {
-			http.Error(w, "not ready: cannot claim (JetStream not reachable, or the claims cannot be read or watched)", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: cannot claim (JetStream not reachable, or the claims cannot be read or watched)"+cluster, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+cluster)
 	})
 	mux.Handle("/metrics", private(promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})))
 	mux.Handle("/status", private(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

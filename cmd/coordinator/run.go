@@ -231,6 +231,8 @@ type daemon struct {
 	http    *httpServer
 	ctl     *control
 	runtime *ownership.Runtime
+	// spares keeps a watchdog started ahead for the next supervised command (supervise.Spares).
+	spares *supervise.Spares
 	// stopping is closed when shutdown begins: control requests that wait give up.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -243,6 +245,7 @@ type daemon struct {
 	liveEngine atomic.Pointer[ownership.Engine]
 	liveStore  atomic.Pointer[kv.Store]
 	liveJobs   atomic.Pointer[jobRunner]
+	liveServer atomic.Pointer[embedded.Server]
 }
 
 func (d *daemon) ownershipConfig() ownership.Config {
@@ -349,6 +352,7 @@ func (d *daemon) start(ctx context.Context) error {
 			return fmt.Errorf("starting the embedded NATS server: %w", err)
 		}
 		d.srv = srv
+		d.liveServer.Store(srv)
 		if size := srv.ClusterSize(); size > 1 {
 			replicas = min(3, size)
 		}
@@ -392,6 +396,16 @@ func (d *daemon) start(ctx context.Context) error {
 	d.engine = engine
 	engine.SetRuntime(d.runtime)
 	d.liveEngine.Store(engine)
+	if on, how := d.drainedBefore(); on {
+		// Before Start: the first membership record says so, and placement leaves us out.
+		engine.SetDraining(ctx, true)
+		d.log.Warn("node is drained: it claims no workers until `coordinator drain --undo "+cfg.Node.Name+"`",
+			"marker", d.drainMarkerPath(), "since", how)
+	}
+	d.spares = supervise.NewSpares()
+	if len(cfg.Workers) > 0 {
+		d.spares.Prepare("")
+	}
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {
 		if err := d.addWorker(w); err != nil {
@@ -460,10 +474,14 @@ func (d *daemon) openStore(ctx context.Context, replicas int) error {
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
 			msg := "waiting for JetStream"
+			args := []any{"err", err}
 			if d.srv != nil && d.srv.ClusterSize() > 1 {
-				msg = fmt.Sprintf("waiting for JetStream: a new cluster starts once %d servers are up", d.srv.ClusterSize())
+				p := d.srv.Peers()
+				msg = fmt.Sprintf("waiting for JetStream: %s; a new cluster starts once all %d are up, a running one needs %d",
+					p, p.Expected, p.Expected/2+1)
+				args = append(args, "connected", len(p.Connected)+1, "expected", p.Expected, "missing", p.Missing)
 			}
-			d.log.Warn(msg, "err", err)
+			d.log.Warn(msg, args...)
 		}
 		select {
 		case <-ctx.Done():
@@ -513,6 +531,7 @@ func (d *daemon) supervised(w config.Worker) ownership.WorkerFunc {
 			FenceGrace: d.engine.Config().FenceGrace,
 			Logger:     d.outputLogger("worker", w.Name, lease.Token()),
 			OnStart:    func(int) { d.runtime.Started(w.Name, lease.Token()) },
+			Spares:     d.spares,
 		}
 		err := supervise.Run(ctx, spec, lease)
 		if errors.Is(err, supervise.ErrFenced) {
@@ -541,11 +560,15 @@ func (d *daemon) shutdown() {
 		d.jobs.close()
 	}
 	if d.engine != nil {
+		stopWatch := d.watchStoreWhileStopping()
 		_ = d.engine.Close()
+		stopWatch()
 	}
+	d.spares.Close()
 	if d.ctl != nil {
 		d.ctl.close()
 	}
+	d.stepDownStreams()
 
 	if d.http != nil {
 		d.http.close()

@@ -1,0 +1,67 @@
+package supervise
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestSpares: Run takes the spare watchdog started ahead (the command runs under it), a
+// new spare replaces it, output is still logged, and Close ends the spares (goleak checks
+// the goroutines, the test the processes).
+func TestSpares(t *testing.T) {
+	sp := NewSpares()
+	sp.Prepare("")
+	var spare *run
+	poll(t, "a spare watchdog", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		spare = sp.spare[DefaultShim]
+		return spare != nil
+	})
+	sparePid := spare.cmd.Process.Pid
+	log := newLogRecorder()
+	spec := shSpec(t, t.TempDir(), `echo hello`, log)
+	spec.Spares = sp
+	watchdog := ""
+	if err := Run(context.Background(), spec, newTestLease(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range log.records() {
+		if r.msg == "command started" {
+			watchdog = r.attrs["watchdog_pid"]
+		}
+	}
+	if watchdog != strconv.Itoa(sparePid) {
+		t.Errorf("the command ran under watchdog %s, not the spare %d", watchdog, sparePid)
+	}
+	if _, ok := log.find("hello"); !ok {
+		t.Errorf("output not logged: %v", log.records())
+	}
+	poll(t, "the next spare", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return sp.spare[DefaultShim] != nil
+	})
+	sp.mu.Lock()
+	next := sp.spare[DefaultShim].cmd.Process.Pid
+	sp.mu.Unlock()
+	sp.Close()
+	sp.Close()
+	if _, ok := procStartTime(next); ok {
+		t.Errorf("spare watchdog %d still runs after Close", next)
+	}
+}
+
+// poll waits up to 10 s for cond.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
