@@ -245,16 +245,17 @@ func TestAssignmentIsBalancedAndWeighted(t *testing.T) {
 	e.members["b"] = Member{NodeRecord: kv.NodeRecord{Node: "b", Capacity: 1}}
 	e.members["c"] = Member{NodeRecord: kv.NodeRecord{Node: "c", Capacity: 2}}
 	count := map[string]int{}
-	for _, to := range e.assign() {
+	for _, to := range e.planLocked().target {
 		count[to]++
 	}
 	if count["a"] != 250 || count["b"] != 250 || count["c"] != 500 {
 		t.Fatalf("weights 1:1:2 over 1,000 names gave %v", count)
 	}
 	// Adding a node moves only about a quarter of the names.
-	before := e.assign()
+	before := e.planLocked().target
 	e.members["d"] = Member{NodeRecord: kv.NodeRecord{Node: "d", Capacity: 2}}
-	after := e.assign()
+	e.placementChanged()
+	after := e.planLocked().target
 	moved := 0
 	for n, to := range before {
 		if after[n] != to {
