@@ -2,7 +2,6 @@ package ownership
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 	"sort"
 	"time"
@@ -42,11 +41,30 @@ const DefaultRebalanceThreshold = 0.1
 
 // score is the weighted rendezvous score of node for name: -weight/ln(h), h uniform in (0,1).
 func score(name, node string, weight int) float64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(node))
-	x := mix(h.Sum64())
+	return scoreFrom(nameHash(name), node, weight)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// nameHash is the FNV-1a state after name and a 0 byte: the part of score that depends on
+// the name only, computed once per name rather than once per node.
+func nameHash(name string) uint64 {
+	h := uint64(fnvOffset)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * fnvPrime
+	}
+	return h * fnvPrime // ^ 0
+}
+
+// scoreFrom is score given nameHash(name).
+func scoreFrom(h uint64, node string, weight int) float64 {
+	for i := 0; i < len(node); i++ {
+		h = (h ^ uint64(node[i])) * fnvPrime
+	}
+	x := mix(h)
 	u := (float64(x>>11) + 0.5) / (1 << 53) // in (0,1)
 	return -float64(max(weight, 1)) / math.Log(u)
 }
@@ -77,8 +95,9 @@ type plan struct {
 // rendezvous returns the candidate with the best score for name, ignoring loads ("" if none).
 func (p *plan) rendezvous(name string) string {
 	best, bestScore := "", 0.0
+	nh := nameHash(name)
 	for _, n := range p.nodes {
-		if s := score(name, n.node, n.weight); best == "" || s > bestScore {
+		if s := scoreFrom(nh, n.node, n.weight); best == "" || s > bestScore {
 			best, bestScore = n.node, s
 		}
 	}
@@ -138,16 +157,23 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 	for j, h := range held {
 		if len(h) > share[j]+slack[j] || (room && len(h) > share[j]) {
 			// Keep the share this node scores highest; shed the rest.
-			sc := make(map[int]float64, len(h))
-			for _, i := range h {
-				sc[i] = score(names[i], nodes[j].node, nodes[j].weight)
+			type kept struct {
+				i     int
+				score float64
 			}
-			sort.Slice(h, func(a, b int) bool {
-				if sc[h[a]] != sc[h[b]] {
-					return sc[h[a]] > sc[h[b]]
+			ks := make([]kept, len(h))
+			for k, i := range h {
+				ks[k] = kept{i, score(names[i], nodes[j].node, nodes[j].weight)}
+			}
+			sort.Slice(ks, func(a, b int) bool {
+				if ks[a].score != ks[b].score {
+					return ks[a].score > ks[b].score
 				}
-				return h[a] < h[b]
+				return ks[a].i < ks[b].i
 			})
+			for k := range ks {
+				h[k] = ks[k].i
+			}
 			free = append(free, h[share[j]:]...)
 			h = h[:share[j]]
 		}
@@ -159,11 +185,12 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 	sort.Ints(free) // name order: every node places them alike
 	for _, i := range free {
 		best, bestScore := -1, 0.0
+		nh := nameHash(names[i])
 		for j, n := range nodes {
 			if load[j] >= share[j] {
 				continue
 			}
-			if s := score(names[i], n.node, n.weight); best < 0 || s > bestScore {
+			if s := scoreFrom(nh, n.node, n.weight); best < 0 || s > bestScore {
 				best, bestScore = j, s
 			}
 		}
@@ -257,9 +284,7 @@ func (e *Engine) placementChanged() {
 
 // nameChanged notes a name registered (added) or unregistered. e.mu must be held.
 func (e *Engine) nameChanged(name string, added bool) {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	x := mix(h.Sum64())
+	x := mix(nameHash(name))
 	if added {
 		e.placement.sum += x
 		e.placement.count++
