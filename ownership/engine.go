@@ -423,8 +423,12 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 	if !w.owning() {
 		return fmt.Errorf("%w: %q is not owned by node %s", ErrNotOwned, name, e.node)
 	}
+	w.mu.Lock()
+	ended := w.ended
+	w.mu.Unlock()
 	w.requestHandoff("release")
-	for w.owning() {
+	// Wait for this term to end: on a single node the worker may be claimed again at once.
+	for w.termsEnded() == ended {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -426,6 +426,8 @@ func TestReleaseHandsOver(t *testing.T) {
 	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("a")) })
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
 	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
+	// A release goes to a node the releasing one knows (else it takes the worker back).
+	waitFor(t, "a to see b", testTTL, func() bool { return len(a.e.Members()) == 2 })
 	if err := b.e.Release(context.Background(), w); !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Release on a non-owner = %v, want ErrNotOwned", err)
 	}

@@ -335,18 +335,29 @@ func (e *Engine) successor(name string) string {
 	if to := p.target[name]; e.liveTargetLocked(to, digest) {
 		return to
 	}
-	best, bestRoom, bestScore := "", 0, 0.0
-	for _, c := range p.nodes {
-		if !e.liveTargetLocked(c.node, digest) {
-			continue
+	// Prefer nodes that registered the same names; one that registered others may still
+	// have this one (if not, the others wait successorWait for nothing).
+	for _, same := range []bool{true, false} {
+		best, bestRoom, bestScore := "", 0, 0.0
+		for _, c := range p.nodes {
+			d := digest
+			if !same {
+				d = e.members[c.node].Workers
+			}
+			if !e.liveTargetLocked(c.node, d) {
+				continue
+			}
+			room := p.share[c.node] - p.load[c.node]
+			s := score(name, c.node, c.weight)
+			if best == "" || room > bestRoom || (room == bestRoom && s > bestScore) {
+				best, bestRoom, bestScore = c.node, room, s
+			}
 		}
-		room := p.share[c.node] - p.load[c.node]
-		s := score(name, c.node, c.weight)
-		if best == "" || room > bestRoom || (room == bestRoom && s > bestScore) {
-			best, bestRoom, bestScore = c.node, room, s
+		if best != "" {
+			return best
 		}
 	}
-	return best
+	return ""
 }
 
 // claimDelay returns how long this node must wait, from when it saw name unowned (o), before

@@ -139,3 +139,20 @@ func TestSingletonStaysWhenNodeRejoins(t *testing.T) {
 	f.holdStill(t, []string{w}, cfg.RebalanceDelay+cfg.ClaimGrace+2*cfg.RenewInterval, "after b rejoined")
 	f.checkNoOverlap(t, []string{w})
 }
+
+// On a single node a released worker comes back at once: no other node can take it.
+func TestReleaseOnSingleNodeComesBack(t *testing.T) {
+	srv := natstest.Run(t)
+	f := newFleet()
+	cfg := ConfigForTTL(testTTL)
+	cfg.ClaimGrace = 3 * time.Second
+	a := startNode(t, srv, "a", cfg, f.register([]string{"w"}, "a"))
+	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(f.of("w").running()) == 1 })
+	if err := a.e.Release(context.Background(), "w"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to run w again", cfg.ClaimGrace, func() bool {
+		return len(f.of("w").snapshot()) == 2 && len(f.of("w").running()) == 1
+	})
+	f.checkNoOverlap(t, []string{"w"})
+}

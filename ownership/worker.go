@@ -66,6 +66,7 @@ type worker struct {
 	mu        sync.Mutex
 	obs       observation
 	owns      bool
+	ended     uint64 // terms ended so far (Release waits for the next)
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	stopOnce  sync.Once
 
@@ -95,10 +96,19 @@ func (w *worker) owning() bool {
 	return w.owns
 }
 
+func (w *worker) termsEnded() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ended
+}
+
 func (w *worker) setOwning(v bool) {
 	w.mu.Lock()
 	changed := w.owns != v
 	w.owns = v
+	if changed && !v {
+		w.ended++
+	}
 	w.mu.Unlock()
 	if changed {
 		if v {
@@ -497,9 +507,11 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 				e.metrics.Handoff(w.name)
 				e.publish(Event{Kind: KindWorker, Type: EventMoved, Name: w.name, Token: token, Reason: handoff,
 					From: e.node, To: c.Successor})
-				w.mu.Lock()
-				w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
-				w.mu.Unlock()
+				if c.Successor != "" { // else no other node can take it: this one may again
+					w.mu.Lock()
+					w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
+					w.mu.Unlock()
+				}
 				w.release(rev, c, handoff)
 				return
 			}
