@@ -66,7 +66,7 @@ type worker struct {
 	mu        sync.Mutex
 	obs       observation
 	owns      bool
-	ended     uint64 // terms ended so far (Release waits for the next)
+	ended     uint64    // terms ended so far (Release waits for the next)
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	stopOnce  sync.Once
 
