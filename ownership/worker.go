@@ -251,7 +251,12 @@ func (w *worker) run() {
 			if !o.released && !o.cleared && !o.never {
 				// Deleted, purged or expired without the owner's word: take over only
 				// when our own clock says a TTL has passed since the last claim we saw.
-				if left := e.cfg.TTL + e.takeoverDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 {
+				// Then the preferred node takes over, the others a claim grace later.
+				left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
+				if left <= 0 {
+					left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+				}
+				if left > 0 {
 					if !w.wait(left) {
 						return
 					}
@@ -285,7 +290,10 @@ func (w *worker) run() {
 		default:
 			// Someone else's claim: it is dead once TTL passes with no newer revision. The
 			// preferred node takes it over then, the others a claim grace later.
-			left := e.cfg.TTL + e.takeoverDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt)
+			left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
+			if left <= 0 {
+				left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+			}
 			if left > 0 {
 				if !w.wait(left) {
 					return
