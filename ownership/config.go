@@ -41,11 +41,10 @@ type Config struct {
 	RebalanceDelay time.Duration
 	// RebalanceRate bounds handoffs per second per node during a rebalance. Default 50.
 	RebalanceRate float64
-	// RebalanceThreshold: a node hands workers over to balance the load only when it runs
-	// more than its share (names × weight / total weight, rounded up) by more than this
-	// fraction of it, or more than its share while another node runs less than its share by
-	// more than that fraction; the slack is at least one worker. Otherwise workers stay
-	// where they run. Default 0.1. Higher moves fewer workers after joins and restarts and
+	// RebalanceThreshold: nodes hand workers over to balance the load only when some node
+	// runs more or less than its share (names × weight / total weight, rounded up) by more
+	// than this fraction of it (at least one worker); then every node above its share hands
+	// the excess over. Otherwise workers stay where they run. Default 0.1. Higher moves fewer workers after joins and restarts and
 	// leaves the load less even (with 0.1, 1,000 workers on 3 nodes even out after a join,
 	// a singleton or a small set never follows a rejoining node); 0 still keeps a slack of
 	// one worker. A leaving or draining node's workers always move.

@@ -15,9 +15,9 @@ import (
 //   - Each candidate node (live, not draining, its record renewed within RenewDeadline on
 //     this node's clock) has a share, ceil(names × weight / total weight), and a slack,
 //     RebalanceThreshold × share but at least one worker.
-//   - A node keeps the names it owns, unless it owns more than share + slack, or more than
-//     its share while another node owns fewer than its share − slack: then it keeps the
-//     share it scores highest and the rest are free.
+//   - A node keeps the names it owns, unless some node owns more than its share + slack or
+//     fewer than its share − slack: then every node above its share keeps the share it
+//     scores highest and the rest are free.
 //   - Free names (unowned, owned by a node that is gone or drains, or shed above) go, in
 //     name order, to the node with the best rendezvous score among those below their share.
 //
@@ -147,15 +147,17 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 			free = append(free, i)
 		}
 	}
-	room := false // a node is short of its share by more than its slack
+	// Rebalance when a node is off its share by more than its slack, one way or the other;
+	// then every node above its share comes down to it.
+	uneven := false
 	for j := range nodes {
-		if len(held[j]) < share[j]-slack[j] {
-			room = true
+		if len(held[j]) < share[j]-slack[j] || len(held[j]) > share[j]+slack[j] {
+			uneven = true
 		}
 	}
 	load := make([]int, len(nodes))
 	for j, h := range held {
-		if len(h) > share[j]+slack[j] || (room && len(h) > share[j]) {
+		if uneven && len(h) > share[j] {
 			// Keep the share this node scores highest; shed the rest.
 			type kept struct {
 				i     int

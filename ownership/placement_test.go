@@ -414,6 +414,18 @@ func TestPlanIsSticky(t *testing.T) {
 	if moved, load := small.step(sticky(0.1)); moved != 0 {
 		t.Fatalf("a small set followed a rejoining node: %v", load)
 	}
+	// Uneven beyond the threshold (a start-up where nodes came up one by one): every node
+	// above its share comes down to it, not just the one past its slack.
+	up := newCluster(300, "a", "b", "c")
+	for i := range up.owners {
+		up.owners[i] = []string{"a", "b", "c"}[min(i/150, 2)]
+	}
+	for i := 250; i < 260; i++ {
+		up.owners[i] = "b" // a 150, b 110, c 40
+	}
+	if _, load := up.step(sticky(0.1)); load["a"] != 100 || load["b"] != 100 || load["c"] != 100 {
+		t.Fatalf("150/110/40 became %v, want 100 each", load)
+	}
 	// Nodes placing the same inputs agree: the plan is a function of them.
 	a := placeNames(c.nodes, c.names, c.owners, 0.1).target
 	b := placeNames(c.nodes, c.names, c.owners, 0.1).target

@@ -48,9 +48,9 @@ type File struct {
 	// Namespace prefixes buckets, subjects and the event stream; clusters sharing one NATS
 	// need different namespaces. Default "coord". Letters, digits, '-' and '_' only.
 	Namespace string `yaml:"namespace"`
-	// RebalanceThreshold: a node hands workers over to even out the load only when it runs
-	// more than its share by more than this fraction of it (at least one worker), or more
-	// than its share while another node runs less than its share by more than that.
+	// RebalanceThreshold: nodes hand workers over to even out the load only when some node
+	// runs more or less than its share by more than this fraction of it (at least one
+	// worker); then every node above its share hands the excess over.
 	// Default 0.1. Higher: fewer moves after joins and restarts, a less even load. Use the
 	// same value on every node.
 	RebalanceThreshold float64 `yaml:"rebalance_threshold"`
