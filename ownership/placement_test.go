@@ -418,10 +418,14 @@ func TestPlanIsSticky(t *testing.T) {
 	// above its share comes down to it, not just the one past its slack.
 	up := newCluster(300, "a", "b", "c")
 	for i := range up.owners {
-		up.owners[i] = []string{"a", "b", "c"}[min(i/150, 2)]
-	}
-	for i := 250; i < 260; i++ {
-		up.owners[i] = "b" // a 150, b 110, c 40
+		switch { // a 150, b 110, c 40
+		case i < 150:
+			up.owners[i] = "a"
+		case i < 260:
+			up.owners[i] = "b"
+		default:
+			up.owners[i] = "c"
+		}
 	}
 	if _, load := up.step(sticky(0.1)); load["a"] != 100 || load["b"] != 100 || load["c"] != 100 {
 		t.Fatalf("150/110/40 became %v, want 100 each", load)
