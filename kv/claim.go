@@ -38,6 +38,9 @@ type Claim struct {
 	TTL      Duration          `json:"ttl"`
 	State    string            `json:"state"`
 	Meta     map[string]string `json:"meta"`
+	// Successor, in a release record only, names the node that is to claim the worker at
+	// once: the others leave it to that node for a short while.
+	Successor string `json:"successor,omitempty"`
 }
 
 // Duration is a time.Duration stored as a Go duration string ("10s").

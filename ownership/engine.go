@@ -165,17 +165,16 @@ type Engine struct {
 	memberWrite   chan chan error // write the membership record now and reply
 	draining      bool
 	membersSynced chan struct{}
-	ops           chan struct{}     // bounds bursty claims
-	releases      chan struct{}     // bounds releases in flight (stop.go)
-	renewals      *renewWatch       // notes failed and slow renewals for paced stops
-	drainGen      uint64            // counts SetDraining calls; a paced drain runs while it is unchanged
-	expect        int               // WithExpectedMembers
-	formed        bool              // the expected members were all seen once: settling is over for good
-	startedAt     time.Time         // when Start was called
-	assignment    map[string]string // cached placement; nil = recompute
-	digest        string            // cached namesDigest; "" = recompute
-	rebalanceKick chan struct{}     // membership changed (capacity 1)
-	runtime       *Runtime          // SetRuntime; what runtime requests are answered from
+	ops           chan struct{} // bounds bursty claims
+	releases      chan struct{} // bounds releases in flight (stop.go)
+	renewals      *renewWatch   // notes failed and slow renewals for paced stops
+	drainGen      uint64        // counts SetDraining calls; a paced drain runs while it is unchanged
+	expect        int           // WithExpectedMembers
+	formed        bool          // the expected members were all seen once: settling is over for good
+	startedAt     time.Time     // when Start was called
+	placement     placement     // cached plan and names digest (placement.go)
+	rebalanceKick chan struct{} // membership changed (capacity 1)
+	runtime       *Runtime      // SetRuntime; what runtime requests are answered from
 
 	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
 	// stuck renew loop still fences.
@@ -274,7 +273,7 @@ func (e *Engine) Register(name string, fn WorkerFunc, opts ...WorkerOption) erro
 	}
 	w := newWorker(e, name, fn, o)
 	e.workers[name] = w
-	e.placementChanged()
+	e.nameChanged(name, true)
 	if e.started {
 		e.goFunc(w.run)
 	}
@@ -288,7 +287,7 @@ func (e *Engine) Unregister(ctx context.Context, name string) error {
 	w, ok := e.workers[name]
 	if ok {
 		delete(e.workers, name)
-		e.placementChanged()
+		e.nameChanged(name, false)
 	}
 	started := e.started
 	e.mu.Unlock()
@@ -425,8 +424,12 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 	if !w.owning() {
 		return fmt.Errorf("%w: %q is not owned by node %s", ErrNotOwned, name, e.node)
 	}
+	w.mu.Lock()
+	ended := w.ended
+	w.mu.Unlock()
 	w.requestHandoff("release")
-	for w.owning() {
+	// Wait for this term to end: on a single node the worker may be claimed again at once.
+	for w.termsEnded() == ended {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

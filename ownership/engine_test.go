@@ -397,6 +397,9 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 			t.Errorf("default %s = %v, want %v", k, v[0], v[1])
 		}
 	}
+	if c.RebalanceThreshold != 0.1 || c.ClaimGrace != 6*time.Second || c.RebalanceDelay != 6*time.Second {
+		t.Errorf("defaults RebalanceThreshold %v, ClaimGrace %v, RebalanceDelay %v; want 0.1, 6s, 6s", c.RebalanceThreshold, c.ClaimGrace, c.RebalanceDelay)
+	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +411,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{func(c *Config) { c.RenewDeadline = c.TTL }, "RenewDeadline"},
 		{func(c *Config) { c.TTL = 500 * time.Millisecond }, "too short"},
 		{func(c *Config) { c.FenceGrace = c.TTL }, "FenceGrace"},
+		{func(c *Config) { c.RebalanceThreshold = -1 }, "RebalanceThreshold"},
 	}
 	for i, b := range bad {
 		c := DefaultConfig()
@@ -426,6 +430,8 @@ func TestReleaseHandsOver(t *testing.T) {
 	a := startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("a")) })
 	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
 	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, r.worker("b")) })
+	// A release goes to a node the releasing one knows (else it takes the worker back).
+	waitFor(t, "a to see b", testTTL, func() bool { return len(a.e.Members()) == 2 })
 	if err := b.e.Release(context.Background(), w); !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Release on a non-owner = %v, want ErrNotOwned", err)
 	}

@@ -14,7 +14,8 @@ type Member struct {
 	kv.NodeRecord
 	Revision uint64 `json:"revision"`
 
-	seen time.Time // local (monotonic) time this revision was first seen
+	seen  time.Time // local (monotonic) time this revision was first seen
+	stale bool      // not renewed within RenewDeadline on our clock: out of placement
 }
 
 // MaxWeight bounds a node's placement weight (its record's capacity): a larger value, in a
@@ -236,9 +237,14 @@ func (e *Engine) applyMember(c kv.Change) {
 	if e.expect > 1 && len(e.members) >= e.expect {
 		e.formed = true // see settling
 	}
-	cur := e.members[c.Key]
-	changed := !had || c.Op != kv.OpPut || prev.Draining != cur.Draining || prev.Capacity != cur.Capacity ||
-		prev.Incarnation != cur.Incarnation || prev.Workers != cur.Workers
+	cur, has := e.members[c.Key]
+	changed := had != has || (has && (prev.stale || prev.Draining != cur.Draining || prev.Capacity != cur.Capacity ||
+		prev.Incarnation != cur.Incarnation || prev.Workers != cur.Workers))
+	if had && !has && prev.stale {
+		// The record of a node already out of placement expired or was deleted: nothing
+		// moves again.
+		changed = false
+	}
 	if changed {
 		e.placementChanged()
 	}

@@ -2,31 +2,69 @@ package ownership
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 	"sort"
 	"time"
 )
 
 // Placement spreads workers over the live nodes by rendezvous (highest-random-weight)
-// hashing with bounded loads: every node computes, from the membership it sees and the names
-// it registered (the same on every node), the same assignment. Names are taken in order;
-// each goes to the first node in its rendezvous order whose load is below its cap,
-// ceil(names × weight / total weight). Plain rendezvous hashing leaves ±5% per node at
-// 1,000 names (max/min ≈ 1.2); the cap keeps max/min near 1, and a join still moves only
-// about 1/n of the names.
+// hashing with bounded loads, and keeps them where they run. Every node computes, from the
+// membership it sees, the names it registered (the same on every node) and the current
+// owner of each name (from the claims it watches), the same plan:
 //
-// The preferred node claims at once; any other node claims a name only after it stayed
-// unowned for the claim grace, so that a name whose preferred node is down or does not
-// register it still runs.
+//   - Each candidate node (live, not draining, its record renewed within RenewDeadline on
+//     this node's clock) has a share, ceil(names × weight / total weight), and a slack,
+//     RebalanceThreshold × share but at least one worker.
+//   - A node keeps the names it owns, unless some node owns more than its share + slack or
+//     fewer than its share − slack: then every node above its share keeps the share it
+//     scores highest and the rest are free.
+//   - Free names (unowned, owned by a node that is gone or drains, or shed above) go, in
+//     name order, to the node with the best rendezvous score among those below their share.
+//
+// So a join moves only what balance needs, a leave moves only the leaving node's names, a
+// singleton or a small set stays where it runs, and a dead node's record expiring moves
+// nothing (it stopped counting when it went stale). The plan is computed once per change
+// of membership and per batch of registrations (O(n log n + n × nodes)), not per query.
+//
+// The node a plan gives a free name to claims it at once; any other node claims it only
+// after it stayed unowned for the claim grace, so that a name whose preferred node is down
+// or does not register it still runs. A planned move (release, drain, stop, rebalance) names
+// its successor in the release record: that node claims at once, the others wait
+// successorWait first.
+
+// successorWait is how long nodes other than the successor named in a release record leave
+// the worker to it (at most ClaimGrace).
+const successorWait = time.Second
+
+// DefaultRebalanceThreshold is Config.RebalanceThreshold's default.
+const DefaultRebalanceThreshold = 0.1
 
 // score is the weighted rendezvous score of node for name: -weight/ln(h), h uniform in (0,1).
 func score(name, node string, weight int) float64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(node))
-	x := mix(h.Sum64())
+	return scoreFrom(nameHash(name), node, weight)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// nameHash is the FNV-1a state after name and a 0 byte: the part of score that depends on
+// the name only, computed once per name rather than once per node.
+func nameHash(name string) uint64 {
+	h := uint64(fnvOffset)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * fnvPrime
+	}
+	return h * fnvPrime // ^ 0
+}
+
+// scoreFrom is score given nameHash(name).
+func scoreFrom(h uint64, node string, weight int) float64 {
+	for i := 0; i < len(node); i++ {
+		h = (h ^ uint64(node[i])) * fnvPrime
+	}
+	x := mix(h)
 	u := (float64(x>>11) + 0.5) / (1 << 53) // in (0,1)
 	return -float64(max(weight, 1)) / math.Log(u)
 }
@@ -41,6 +79,136 @@ func mix(x uint64) uint64 {
 	return x
 }
 
+type candidate struct {
+	node   string
+	weight int
+}
+
+// plan is one computed placement.
+type plan struct {
+	nodes  []candidate       // the candidates, sorted by name
+	target map[string]string // name → the node that should own it
+	load   map[string]int    // names per node in the plan
+	share  map[string]int    // each node's share
+}
+
+// rendezvous returns the candidate with the best score for name, ignoring loads ("" if none).
+func (p *plan) rendezvous(name string) string {
+	best, bestScore := "", 0.0
+	nh := nameHash(name)
+	for _, n := range p.nodes {
+		if s := scoreFrom(nh, n.node, n.weight); best == "" || s > bestScore {
+			best, bestScore = n.node, s
+		}
+	}
+	return best
+}
+
+// placement is the engine's cached plan and the digest of its registered names.
+type placement struct {
+	plan *plan // nil: compute on the next query
+	// pending counts names registered or unregistered since plan was computed; once it is a
+	// tenth of the names the plan is recomputed (names it does not know are placed by plain
+	// rendezvous meanwhile), so that n Registers cost O(n log n) in all.
+	pending int
+	planned int // names in plan
+	sum     uint64
+	count   int
+	// computed counts names placed by all plans so far (tests check the amortised cost).
+	computed int
+}
+
+// placeNames computes a plan for names (sorted) whose current owners are owners[i] ("" for
+// none); see the top of this file.
+func placeNames(nodes []candidate, names, owners []string, threshold float64) *plan {
+	p := &plan{nodes: nodes, target: make(map[string]string, len(names)),
+		load: make(map[string]int, len(nodes)), share: make(map[string]int, len(nodes))}
+	if len(nodes) == 0 {
+		return p
+	}
+	idx := make(map[string]int, len(nodes))
+	total := 0
+	for i, n := range nodes {
+		idx[n.node] = i
+		total += max(n.weight, 1)
+	}
+	share := make([]int, len(nodes))
+	slack := make([]int, len(nodes))
+	for i, n := range nodes {
+		share[i] = int(math.Ceil(float64(len(names)) * float64(max(n.weight, 1)) / float64(total)))
+		slack[i] = max(1, int(threshold*float64(share[i])))
+	}
+	held := make([][]int, len(nodes))
+	var free []int
+	for i, o := range owners {
+		if j, ok := idx[o]; ok {
+			held[j] = append(held[j], i)
+		} else {
+			free = append(free, i)
+		}
+	}
+	// Rebalance when a node is off its share by more than its slack, one way or the other;
+	// then every node above its share comes down to it.
+	uneven := false
+	for j := range nodes {
+		if len(held[j]) < share[j]-slack[j] || len(held[j]) > share[j]+slack[j] {
+			uneven = true
+		}
+	}
+	load := make([]int, len(nodes))
+	for j, h := range held {
+		if uneven && len(h) > share[j] {
+			// Keep the share this node scores highest; shed the rest.
+			type kept struct {
+				i     int
+				score float64
+			}
+			ks := make([]kept, len(h))
+			for k, i := range h {
+				ks[k] = kept{i, score(names[i], nodes[j].node, nodes[j].weight)}
+			}
+			sort.Slice(ks, func(a, b int) bool {
+				if ks[a].score != ks[b].score {
+					return ks[a].score > ks[b].score
+				}
+				return ks[a].i < ks[b].i
+			})
+			for k := range ks {
+				h[k] = ks[k].i
+			}
+			free = append(free, h[share[j]:]...)
+			h = h[:share[j]]
+		}
+		for _, i := range h {
+			p.target[names[i]] = nodes[j].node
+		}
+		load[j] = len(h)
+	}
+	sort.Ints(free) // name order: every node places them alike
+	for _, i := range free {
+		best, bestScore := -1, 0.0
+		nh := nameHash(names[i])
+		for j, n := range nodes {
+			if load[j] >= share[j] {
+				continue
+			}
+			if s := scoreFrom(nh, n.node, n.weight); best < 0 || s > bestScore {
+				best, bestScore = j, s
+			}
+		}
+		if best < 0 { // cannot happen: the shares add up to at least the names
+			best = 0
+		}
+		load[best]++
+		p.target[names[i]] = nodes[best].node
+	}
+	for j, n := range nodes {
+		p.load[n.node] = load[j]
+		p.share[n.node] = share[j]
+	}
+	return p
+}
+
 // Preferred returns the node that should own name among the live, non-draining members as
 // this node sees them (this node counts as live unless it drains). "" if there is none.
 func (e *Engine) Preferred(name string) string {
@@ -50,30 +218,56 @@ func (e *Engine) Preferred(name string) string {
 }
 
 func (e *Engine) preferredLocked(name string) string {
-	if e.assignment == nil {
-		e.assignment = e.assign()
-	}
-	if to, ok := e.assignment[name]; ok {
+	p := e.planLocked()
+	if to, ok := p.target[name]; ok {
 		return to
 	}
-	// A name this node did not register: plain rendezvous.
-	return rendezvous(name, e.candidatesLocked())[0].node
+	// A name this node did not register, or registered since the plan: plain rendezvous.
+	return p.rendezvous(name)
 }
 
-type candidate struct {
-	node   string
-	weight int
+// planLocked returns the current plan, computing it if need be. e.mu must be held.
+func (e *Engine) planLocked() *plan {
+	if e.placement.plan != nil {
+		return e.placement.plan
+	}
+	names := make([]string, 0, len(e.workers))
+	for name := range e.workers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	owners := make([]string, len(names))
+	for i, name := range names {
+		if w := e.workers[name]; w != nil {
+			owners[i] = w.ownerNode()
+		}
+	}
+	e.placement.plan = placeNames(e.candidatesLocked(), names, owners, e.cfg.RebalanceThreshold)
+	e.placement.planned = len(names)
+	e.placement.pending = 0
+	e.placement.computed += len(names)
+	return e.placement.plan
 }
 
-// candidatesLocked returns the nodes that may own workers: live, not draining (this node
-// counts as live). e.mu must be held.
+// ownerNode returns the node that holds the worker's claim as last seen, "" for none.
+func (w *worker) ownerNode() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.obs.present && w.obs.malformed == nil {
+		return w.obs.claim.Node
+	}
+	return ""
+}
+
+// candidatesLocked returns the nodes that may own workers: live (renewed within
+// RenewDeadline), not draining; this node counts as live. e.mu must be held.
 func (e *Engine) candidatesLocked() []candidate {
 	var out []candidate
 	if !e.draining {
 		out = append(out, candidate{e.node, e.info.Weight})
 	}
 	for node, m := range e.members {
-		if node != e.node && !m.Draining {
+		if node != e.node && !m.Draining && !m.stale {
 			out = append(out, candidate{node, m.Capacity})
 		}
 	}
@@ -84,83 +278,37 @@ func (e *Engine) candidatesLocked() []candidate {
 	return out
 }
 
-type scored struct {
-	node  string
-	score float64
-}
-
-// rendezvous orders nodes by their score for name, best first.
-func rendezvous(name string, nodes []candidate) []scored {
-	out := make([]scored, len(nodes))
-	for i, n := range nodes {
-		out[i] = scored{n.node, score(name, n.node, n.weight)}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].score != out[j].score {
-			return out[i].score > out[j].score
-		}
-		return out[i].node < out[j].node
-	})
-	return out
-}
-
-// assign computes the bounded-load assignment of the registered names. e.mu must be held.
-func (e *Engine) assign() map[string]string {
-	nodes := e.candidatesLocked()
-	names := make([]string, 0, len(e.workers))
-	for name := range e.workers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	total := 0
-	for _, n := range nodes {
-		total += max(n.weight, 1)
-	}
-	limit := map[string]int{}
-	for _, n := range nodes {
-		limit[n.node] = int(math.Ceil(float64(len(names)) * float64(max(n.weight, 1)) / float64(total)))
-	}
-	load := map[string]int{}
-	out := make(map[string]string, len(names))
-	for _, name := range names {
-		order := rendezvous(name, nodes)
-		to := order[0].node
-		for _, s := range order {
-			if load[s.node] < limit[s.node] {
-				to = s.node
-				break
-			}
-		}
-		load[to]++
-		out[name] = to
-	}
-	return out
-}
-
-// placementChanged drops the cached assignment and names digest. e.mu must be held.
+// placementChanged drops the cached plan: membership, draining or owners changed. e.mu
+// must be held.
 func (e *Engine) placementChanged() {
-	e.assignment = nil
-	e.digest = ""
+	e.placement.plan = nil
 }
 
-// namesDigest returns a short hash of the registered names.
+// nameChanged notes a name registered (added) or unregistered. e.mu must be held.
+func (e *Engine) nameChanged(name string, added bool) {
+	x := mix(nameHash(name))
+	if added {
+		e.placement.sum += x
+		e.placement.count++
+	} else {
+		e.placement.sum -= x
+		e.placement.count--
+	}
+	e.placement.pending++
+	if e.placement.pending*10 > e.placement.planned+10 {
+		e.placement.plan = nil
+	}
+}
+
+// namesDigest returns a short hash of the registered names, kept up to date by nameChanged.
 func (e *Engine) namesDigest() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.digest == "" {
-		names := make([]string, 0, len(e.workers))
-		for name := range e.workers {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		h := fnv.New64a()
-		for _, n := range names {
-			_, _ = h.Write([]byte(n))
-			_, _ = h.Write([]byte{0})
-		}
-		e.digest = fmt.Sprintf("%d:%016x", len(names), h.Sum64())
-	}
-	return e.digest
+	return e.digestLocked()
+}
+
+func (e *Engine) digestLocked() string {
+	return fmt.Sprintf("%d:%016x", e.placement.count, e.placement.sum)
 }
 
 // kickRebalance asks for a rebalance after the next quiet period.
@@ -171,21 +319,130 @@ func (e *Engine) kickRebalance() {
 	}
 }
 
-// claimDelay returns how long this node must wait, from when it saw name unowned, before it
-// may claim it: 0 for the preferred node, the claim grace for others.
-func (e *Engine) claimDelay(name string) time.Duration {
+// liveTargetLocked reports whether node can take a worker from this node at once: a live,
+// non-draining member that registered the same names. e.mu must be held.
+func (e *Engine) liveTargetLocked(node, digest string) bool {
+	m, ok := e.members[node]
+	return node != e.node && ok && !m.Draining && !m.stale && m.Workers == digest
+}
+
+// successor picks the node that is to claim name when this node releases it: the node the
+// plan gives it to or, when that is this node (a Release) or cannot take it, the live
+// member with the most room in the plan (best score on a tie). "" if there is none.
+func (e *Engine) successor(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.planLocked()
+	digest := e.digestLocked()
+	if to := p.target[name]; e.liveTargetLocked(to, digest) {
+		return to
+	}
+	// Prefer nodes that registered the same names; one that registered others may still
+	// have this one (if not, the others wait successorWait for nothing).
+	for _, same := range []bool{true, false} {
+		best, bestRoom, bestScore := "", 0, 0.0
+		for _, c := range p.nodes {
+			d := digest
+			if !same {
+				d = e.members[c.node].Workers
+			}
+			if !e.liveTargetLocked(c.node, d) {
+				continue
+			}
+			room := p.share[c.node] - p.load[c.node]
+			s := score(name, c.node, c.weight)
+			if best == "" || room > bestRoom || (room == bestRoom && s > bestScore) {
+				best, bestRoom, bestScore = c.node, room, s
+			}
+		}
+		if best != "" {
+			return best
+		}
+	}
+	return ""
+}
+
+// claimDelay returns how long this node must wait, from when it saw name unowned (o), before
+// it may claim it: 0 for the successor a release names; for the others, successorWait
+// first; then 0 for the preferred node and the claim grace for others.
+func (e *Engine) claimDelay(name string, o observation) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pref := e.preferredLocked(name) == e.node
+	if o.released && o.successor != "" {
+		m, ok := e.members[o.successor]
+		if o.successor == e.node {
+			return 0
+		}
+		if ok && !m.stale && !m.Draining {
+			wait := min(successorWait, e.cfg.ClaimGrace)
+			if pref {
+				return wait
+			}
+			return max(wait, e.cfg.ClaimGrace)
+		}
+	}
+	if pref {
+		return 0
+	}
+	return e.cfg.ClaimGrace
+}
+
+// takeoverDelay is how long, after a claim ran out (a TTL with no renewal on this node's
+// clock), this node waits before claiming it: 0 for the preferred node, which its owner is
+// no longer once its record went stale; the claim grace for the others.
+func (e *Engine) takeoverDelay(name string) time.Duration {
 	if e.Preferred(name) == e.node {
 		return 0
 	}
 	return e.cfg.ClaimGrace
 }
 
-// rebalance hands over, at a bounded rate, the workers this node owns but is no longer the
-// preferred node for. It runs after membership has been quiet for RebalanceDelay, so that
-// flapping membership does not move workers back and forth.
+// markStaleMembers takes out of placement the members whose record this node has not seen
+// renewed within RenewDeadline; it returns when the next one would go stale. Their records
+// expiring later changes nothing. A node that cannot renew its own record cannot tell and
+// marks nothing.
+func (e *Engine) markStaleMembers() time.Duration {
+	now := e.cfg.Clock.Now()
+	next := e.cfg.RenewDeadline
+	e.mu.Lock()
+	if e.memberRenewed.IsZero() || now.Sub(e.memberRenewed) >= e.cfg.RenewDeadline {
+		e.mu.Unlock()
+		return e.cfg.RenewInterval / 4
+	}
+	var gone []string
+	for name, m := range e.members {
+		if name == e.node || m.stale || m.seen.IsZero() {
+			continue
+		}
+		if left := e.cfg.RenewDeadline - now.Sub(m.seen); left > 0 {
+			next = min(next, left)
+			continue
+		}
+		m.stale = true
+		e.members[name] = m
+		gone = append(gone, name)
+	}
+	if len(gone) > 0 {
+		e.placementChanged()
+	}
+	e.mu.Unlock()
+	if len(gone) > 0 {
+		e.log.Info("member record not renewed within the renew deadline: placing workers without it", "members", gone)
+		e.membersChanged()
+	}
+	return max(next, time.Millisecond)
+}
+
+// rebalance hands over, at a bounded rate, the workers this node owns but the plan gives to
+// another node. It runs after membership has been quiet for RebalanceDelay, so that
+// flapping membership does not move workers back and forth. It also takes members whose
+// record went stale out of placement.
 func (e *Engine) rebalance() {
 	var quiet Timer
 	var quietC <-chan time.Time
+	stale := e.cfg.Clock.NewTimer(e.cfg.RenewInterval)
+	defer stale.Stop()
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -193,6 +450,8 @@ func (e *Engine) rebalance() {
 				quiet.Stop()
 			}
 			return
+		case <-stale.C():
+			stale.Reset(e.markStaleMembers())
 		case <-e.rebalanceKick:
 			if quiet != nil {
 				quiet.Stop()
@@ -207,33 +466,30 @@ func (e *Engine) rebalance() {
 }
 
 // moveMisplaced hands over, in paced batches at RebalanceRate (see stop.go), the workers
-// this node owns but is no longer the preferred node for. A membership change on the way
-// ends it; the next quiet period starts over.
+// this node owns but the plan, computed afresh, gives to another node. A membership change on
+// the way ends it; the next quiet period starts over.
 func (e *Engine) moveMisplaced() {
 	e.mu.Lock()
-	leaving := e.closing || e.draining // Close or the drain moves them all
-	e.mu.Unlock()
-	if leaving {
+	if e.closing || e.draining { // Close or the drain moves them all
+		e.mu.Unlock()
 		return
 	}
-	digest := e.namesDigest()
+	e.placementChanged() // owners have settled since the last plan, most likely
+	p := e.planLocked()
+	digest := e.digestLocked()
 	var ws []*worker
-	for _, name := range e.Owned() {
-		e.mu.Lock()
-		w := e.workers[name]
-		to := e.preferredLocked(name)
-		target, live := e.members[to]
-		e.mu.Unlock()
-		// Hand over only to a live node that registered the same names: it computes the same
-		// placement and will claim at once.
-		if w == nil || to == "" || to == e.node || !live || target.Workers != digest {
-			continue
+	for name, w := range e.workers {
+		// Hand over only to a live node that registered the same names: it computes the
+		// same plan, and the release names it, so it claims at once.
+		if to := p.target[name]; to != e.node && e.liveTargetLocked(to, digest) && w.owning() {
+			ws = append(ws, w)
 		}
-		ws = append(ws, w)
 	}
+	e.mu.Unlock()
+	sortWorkers(ws)
 	kicked := false
 	e.pace(e.ctx, pacedStop{what: "rebalance", verb: "handed over", rate: e.cfg.RebalanceRate,
-		ask:  func(w *worker) { w.requestHandoff("join") },
+		ask:  func(w *worker) { w.requestHandoff("rebalance") },
 		gone: func(w *worker) bool { return !w.owning() },
 		abort: func() bool {
 			select {

@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -245,16 +246,17 @@ func TestAssignmentIsBalancedAndWeighted(t *testing.T) {
 	e.members["b"] = Member{NodeRecord: kv.NodeRecord{Node: "b", Capacity: 1}}
 	e.members["c"] = Member{NodeRecord: kv.NodeRecord{Node: "c", Capacity: 2}}
 	count := map[string]int{}
-	for _, to := range e.assign() {
+	for _, to := range e.planLocked().target {
 		count[to]++
 	}
 	if count["a"] != 250 || count["b"] != 250 || count["c"] != 500 {
 		t.Fatalf("weights 1:1:2 over 1,000 names gave %v", count)
 	}
 	// Adding a node moves only about a quarter of the names.
-	before := e.assign()
+	before := e.planLocked().target
 	e.members["d"] = Member{NodeRecord: kv.NodeRecord{Node: "d", Capacity: 2}}
-	after := e.assign()
+	e.placementChanged()
+	after := e.planLocked().target
 	moved := 0
 	for n, to := range before {
 		if after[n] != to {
@@ -300,5 +302,173 @@ func TestExpectedMembersAvoidChurn(t *testing.T) {
 		if l := f.of(w).snapshot(); len(l) != 1 {
 			t.Errorf("%s started %d times: %+v", w, len(l), l)
 		}
+	}
+}
+
+// cluster is a simulated placement: names, their owners, and the candidate nodes.
+type cluster struct {
+	names  []string // sorted
+	owners []string
+	nodes  []candidate
+}
+
+func newCluster(n int, nodes ...string) *cluster {
+	c := &cluster{names: names(n), owners: make([]string, n)}
+	for _, x := range nodes {
+		c.nodes = append(c.nodes, candidate{x, 1})
+	}
+	return c
+}
+
+// step places the names over the current nodes with plan (sticky or not) and moves every
+// name to its target; it returns how many names changed owner (claims of unowned names
+// included) and the loads after.
+func (c *cluster) step(plan func(nodes []candidate, names, owners []string) map[string]string) (int, map[string]int) {
+	sort.Slice(c.nodes, func(i, j int) bool { return c.nodes[i].node < c.nodes[j].node })
+	target := plan(c.nodes, c.names, c.owners)
+	moved := 0
+	load := map[string]int{}
+	for i, n := range c.names {
+		if target[n] != c.owners[i] {
+			moved++
+			c.owners[i] = target[n]
+		}
+		load[c.owners[i]]++
+	}
+	return moved, load
+}
+
+func (c *cluster) leave(node string) {
+	out := c.nodes[:0]
+	for _, x := range c.nodes {
+		if x.node != node {
+			out = append(out, x)
+		}
+	}
+	c.nodes = out
+}
+
+func (c *cluster) join(node string) { c.nodes = append(c.nodes, candidate{node, 1}) }
+
+func sticky(threshold float64) func([]candidate, []string, []string) map[string]string {
+	return func(nodes []candidate, names, owners []string) map[string]string {
+		return placeNames(nodes, names, owners, threshold).target
+	}
+}
+
+func spread(load map[string]int) (lo, hi int) {
+	lo = -1
+	for _, l := range load {
+		if lo < 0 || l < lo {
+			lo = l
+		}
+		hi = max(hi, l)
+	}
+	return lo, hi
+}
+
+// Workers stay where they run: a leave moves only the leaving node's workers, a join moves
+// what balance needs and ends near even, and a singleton or a small set stays put.
+func TestPlanIsSticky(t *testing.T) {
+	c := newCluster(1000, "a", "b", "c")
+	if moved, load := c.step(sticky(0.1)); moved != 1000 || load["a"] < 330 || load["b"] < 330 || load["c"] < 330 {
+		t.Fatalf("start: moved %d, loads %v", moved, load)
+	}
+	if moved, _ := c.step(sticky(0.1)); moved != 0 {
+		t.Fatalf("the same membership moved %d names", moved)
+	}
+	onC := 0
+	for _, o := range c.owners {
+		if o == "c" {
+			onC++
+		}
+	}
+	c.leave("c")
+	if moved, _ := c.step(sticky(0.1)); moved != onC {
+		t.Fatalf("c left: moved %d names, c had %d", moved, onC)
+	}
+	c.join("c")
+	moved, load := c.step(sticky(0.1))
+	if lo, hi := spread(load); moved > 340 || hi-lo > 3 {
+		t.Fatalf("c rejoined: moved %d, loads %v", moved, load)
+	}
+	c.join("d")
+	moved, load = c.step(sticky(0.1))
+	if lo, hi := spread(load); moved > 260 || float64(hi)/float64(lo) > 1.05 {
+		t.Fatalf("d joined: moved %d, loads %v", moved, load)
+	}
+	t.Logf("d joined: moved %d, loads %v", moved, load)
+
+	// A singleton: it stays on a when b and c come back.
+	one := newCluster(1, "a")
+	one.step(sticky(0.1))
+	one.join("b")
+	one.join("c")
+	if moved, _ := one.step(sticky(0.1)); moved != 0 {
+		t.Fatal("a singleton followed joining nodes")
+	}
+	// A small set: 3 workers, 2 on a and 1 on b after c restarted; c gets none back.
+	small := newCluster(3, "a", "b")
+	small.owners = []string{"a", "a", "b"}
+	small.join("c")
+	if moved, load := small.step(sticky(0.1)); moved != 0 {
+		t.Fatalf("a small set followed a rejoining node: %v", load)
+	}
+	// Uneven beyond the threshold (a start-up where nodes came up one by one): every node
+	// above its share comes down to it, not just the one past its slack.
+	up := newCluster(300, "a", "b", "c")
+	for i := range up.owners {
+		switch { // a 150, b 110, c 40
+		case i < 150:
+			up.owners[i] = "a"
+		case i < 260:
+			up.owners[i] = "b"
+		default:
+			up.owners[i] = "c"
+		}
+	}
+	if _, load := up.step(sticky(0.1)); load["a"] != 100 || load["b"] != 100 || load["c"] != 100 {
+		t.Fatalf("150/110/40 became %v, want 100 each", load)
+	}
+	// Nodes placing the same inputs agree: the plan is a function of them.
+	a := placeNames(c.nodes, c.names, c.owners, 0.1).target
+	b := placeNames(c.nodes, c.names, c.owners, 0.1).target
+	for n, to := range a {
+		if b[n] != to {
+			t.Fatalf("two plans of the same inputs differ for %s", n)
+		}
+	}
+}
+
+// Registering n names after the plan was used places O(n) names in all, not O(n²): the plan
+// is recomputed once the names registered since are a tenth of it.
+func TestRegisterPlacesAmortised(t *testing.T) {
+	e := &Engine{node: "a", info: NodeInfo{Weight: 1}, workers: map[string]*worker{}, members: map[string]Member{}}
+	noop := func(context.Context, *Lease) error { return nil }
+	const n = 4000
+	for _, name := range names(n) {
+		if err := e.Register(name, noop); err != nil {
+			t.Fatal(err)
+		}
+		if e.Preferred(name) != "a" { // each worker's loop asks, as it starts
+			t.Fatalf("preferred for %s is not the only node", name)
+		}
+	}
+	if got := e.placement.computed; got > 20*n {
+		t.Fatalf("%d registrations placed %d names in all (want O(n), at most %d)", n, got, 20*n)
+	}
+	t.Logf("%d registrations placed %d names in all", n, e.placement.computed)
+	// The digest is the same whatever the order of registration.
+	f := &Engine{node: "a", info: NodeInfo{Weight: 1}, workers: map[string]*worker{}, members: map[string]Member{}}
+	ns := names(n)
+	for i := len(ns) - 1; i >= 0; i-- {
+		_ = f.Register(ns[i], noop)
+	}
+	if e.namesDigest() != f.namesDigest() {
+		t.Fatalf("digests differ: %s and %s", e.namesDigest(), f.namesDigest())
+	}
+	_ = f.Unregister(context.Background(), ns[0])
+	if e.namesDigest() == f.namesDigest() {
+		t.Fatal("digest did not change on Unregister")
 	}
 }

@@ -21,9 +21,10 @@ type observation struct {
 	rev       uint64 // revision of the entry or marker seen
 	claim     kv.Claim
 	malformed error
-	expired   bool // the last change was an expiry marker or a purge
-	released  bool // the last change was the owner's release: its worker stopped
-	cleared   bool // this node just cleared a claim that ran out on its own clock
+	expired   bool   // the last change was an expiry marker or a purge
+	released  bool   // the last change was the owner's release: its worker stopped
+	cleared   bool   // this node just cleared a claim that ran out on its own clock
+	successor string // the node a release names to claim the worker at once
 	// never: nothing is kept for the key — never claimed, or so long ago that its markers
 	// have gone — so no worker of it can still run.
 	never bool
@@ -42,7 +43,9 @@ func observationOf(c kv.Change) observation {
 	case kv.OpPut:
 		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
 	case kv.OpDelete:
-		_, o.released = kv.DecodeRelease(c.Key, c.Value)
+		var rc kv.Claim
+		rc, o.released = kv.DecodeRelease(c.Key, c.Value)
+		o.successor = rc.Successor
 	}
 	return o
 }
@@ -63,6 +66,7 @@ type worker struct {
 	mu        sync.Mutex
 	obs       observation
 	owns      bool
+	ended     uint64    // terms ended so far (Release waits for the next)
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	stopOnce  sync.Once
 
@@ -92,10 +96,19 @@ func (w *worker) owning() bool {
 	return w.owns
 }
 
+func (w *worker) termsEnded() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ended
+}
+
 func (w *worker) setOwning(v bool) {
 	w.mu.Lock()
 	changed := w.owns != v
 	w.owns = v
+	if changed && !v {
+		w.ended++
+	}
 	w.mu.Unlock()
 	if changed {
 		if v {
@@ -238,17 +251,22 @@ func (w *worker) run() {
 			if !o.released && !o.cleared && !o.never {
 				// Deleted, purged or expired without the owner's word: take over only
 				// when our own clock says a TTL has passed since the last claim we saw.
-				if left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 {
+				// Then the preferred node takes over, the others a claim grace later.
+				left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
+				if left <= 0 {
+					left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+				}
+				if left > 0 {
 					if !w.wait(left) {
 						return
 					}
 					continue
 				}
-			} else if left := e.claimDelay(w.name) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
-				// Released, or never claimed: the preferred node claims at once, the
-				// others after the claim grace. A lease that ran out goes to whoever is
-				// first (the preferred node is likely the dead one); placement moves it
-				// later if need be.
+			} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
+				// Released, or never claimed: the successor the release names or the
+				// preferred node claims at once, the others after the claim grace. A
+				// lease that ran out goes to the preferred node first (a dead owner is
+				// out of placement once its record went stale).
 				if !w.wait(left) {
 					return
 				}
@@ -270,8 +288,12 @@ func (w *worker) run() {
 			// release.
 			w.clear(o, false)
 		default:
-			// Someone else's claim: it is dead once TTL passes with no newer revision.
+			// Someone else's claim: it is dead once TTL passes with no newer revision. The
+			// preferred node takes it over then, the others a claim grace later.
 			left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
+			if left <= 0 {
+				left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+			}
 			if left > 0 {
 				if !w.wait(left) {
 					return
@@ -485,16 +507,19 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 		case <-runDone:
 			runDone = nil
 			if stopping {
+				c.Successor = e.successor(w.name) // claims at once when the release lands
 				if handoff == "" {
 					w.release(rev, c, "stop")
 					return
 				}
 				e.metrics.Handoff(w.name)
 				e.publish(Event{Kind: KindWorker, Type: EventMoved, Name: w.name, Token: token, Reason: handoff,
-					From: e.node, To: e.Preferred(w.name)})
-				w.mu.Lock()
-				w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
-				w.mu.Unlock()
+					From: e.node, To: c.Successor})
+				if c.Successor != "" { // else no other node can take it: this one may again
+					w.mu.Lock()
+					w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
+					w.mu.Unlock()
+				}
 				w.release(rev, c, handoff)
 				return
 			}

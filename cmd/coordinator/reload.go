@@ -101,6 +101,7 @@ func restartOnly(old, cur config.File) []string {
 		out = append(out, "nats: credentials or TLS changed")
 	}
 	add("namespace", old.Namespace, cur.Namespace)
+	add("rebalance_threshold", old.RebalanceThreshold, cur.RebalanceThreshold)
 	add("timing.ttl", old.Timing.TTL, cur.Timing.TTL)
 	add("timing.renew_interval", old.Timing.RenewInterval, cur.Timing.RenewInterval)
 	add("timing.renew_deadline", old.Timing.RenewDeadline, cur.Timing.RenewDeadline)

@@ -256,6 +256,8 @@ func (d *daemon) ownershipConfig() ownership.Config {
 		RenewDeadline: time.Duration(t.RenewDeadline),
 		FenceGrace:    time.Duration(t.FenceGrace),
 		ShutdownGrace: time.Duration(t.ShutdownGrace),
+
+		RebalanceThreshold: d.cfg.RebalanceThreshold,
 	}
 }
 

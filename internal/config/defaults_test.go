@@ -25,6 +25,7 @@ func TestDefaultsPinned(t *testing.T) {
 		{"Cluster.Size", f.Cluster.Size, 0},
 		{"NATS.URL", f.NATS.URL, ""},
 		{"Namespace", f.Namespace, "coord"},
+		{"RebalanceThreshold", f.RebalanceThreshold, 0.1},
 		{"Log.Level", f.Log.Level, "info"},
 		{"Log.Format", f.Log.Format, "auto"},
 		{"Timing.TTL", time.Duration(f.Timing.TTL), 15 * time.Second},

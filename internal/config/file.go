@@ -23,6 +23,9 @@ const (
 	DefaultLogFormat     = "auto"
 )
 
+// DefaultRebalanceThreshold is ownership.DefaultRebalanceThreshold.
+const DefaultRebalanceThreshold = 0.1
+
 // File is the daemon's configuration file. A zero or empty value anywhere means "not set":
 // Load and Parse replace it with the environment's value or the default (see the package
 // doc), and Validate treats it as the default.
@@ -45,8 +48,14 @@ type File struct {
 	// Namespace prefixes buckets, subjects and the event stream; clusters sharing one NATS
 	// need different namespaces. Default "coord". Letters, digits, '-' and '_' only.
 	Namespace string `yaml:"namespace"`
-	Timing    Timing `yaml:"timing"`
-	Log       Log    `yaml:"log"`
+	// RebalanceThreshold: nodes hand workers over to even out the load only when some node
+	// runs more or less than its share by more than this fraction of it (at least one
+	// worker); then every node above its share hands the excess over.
+	// Default 0.1. Higher: fewer moves after joins and restarts, a less even load. Use the
+	// same value on every node.
+	RebalanceThreshold float64 `yaml:"rebalance_threshold"`
+	Timing             Timing  `yaml:"timing"`
+	Log                Log     `yaml:"log"`
 	// Workers are supervised commands, each running exactly once in the cluster.
 	Workers []Worker `yaml:"workers"`
 	// Jobs are cron jobs, each tick running exactly once in the cluster.
@@ -308,7 +317,8 @@ func Default() File {
 			Listen: DefaultListen,
 			Weight: DefaultWeight,
 		},
-		Namespace: DefaultNamespace,
+		Namespace:          DefaultNamespace,
+		RebalanceThreshold: DefaultRebalanceThreshold,
 		Timing: Timing{
 			TTL:           Duration(DefaultTTL),
 			ShutdownGrace: Duration(DefaultShutdownGrace),

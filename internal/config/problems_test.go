@@ -30,7 +30,7 @@ func TestProblems(t *testing.T) {
 
 		// Unknown keys.
 		{"unknown key in worker", okWorker + "    foo: 1\n", 5, []string{`unknown key "foo" in workers[0] "w"`, "valid keys: name, command, env, dir, restart, stop_signal, stop_grace"}},
-		{"unknown top-level key", "\nfoo: 1\n", 2, []string{`unknown key "foo" at the top level`, "valid keys: node, cluster, server, nats, insecure, namespace, timing, log, workers, jobs"}},
+		{"unknown top-level key", "\nfoo: 1\n", 2, []string{`unknown key "foo" at the top level`, "valid keys: node, cluster, server, nats, insecure, namespace, rebalance_threshold, timing, log, workers, jobs"}},
 		{"misspelt key", "timing:\n  renewinterval: 1s\n", 2, []string{`unknown key "renewinterval" in timing`, "did you mean renew_interval?"}},
 		{"hyphenated key", okWorker + "    stop-grace: 1s\n", 5, []string{`unknown key "stop-grace"`, "did you mean stop_grace?"}},
 		{"key in the wrong section", "ttl: 5s\n", 1, []string{`unknown key "ttl" at the top level`, "ttl belongs in timing:"}},

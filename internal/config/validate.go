@@ -31,6 +31,7 @@ func (f File) Validate() error {
 	v.nats()
 	v.security()
 	v.namespace()
+	v.rebalanceThreshold()
 	v.timing()
 	v.log()
 	v.items()
@@ -219,6 +220,12 @@ func natsURLReason(u string) string {
 		return "the host is missing"
 	}
 	return ""
+}
+
+func (v *validator) rebalanceThreshold() {
+	if t := v.f.RebalanceThreshold; t < 0 || t != t {
+		v.add("rebalance_threshold", "rebalance_threshold is %v — use 0 or more (default %v; larger moves fewer workers)", t, DefaultRebalanceThreshold)
+	}
 }
 
 func (v *validator) namespace() {
