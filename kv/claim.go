@@ -29,9 +29,13 @@ type Claim struct {
 	// its own terms by it (which have ended, which may still run); leftovers of an ended
 	// term are cleared, a claim of a term that may still run never is.
 	Term string `json:"term,omitempty"`
-	// Token is the fencing token: the revision at which the term began. The record written by
-	// the claiming Create cannot know its own revision, so it carries 0, which means "this
-	// entry's revision"; every renewal writes the number. Use ClaimEntry.Token.
+	// Token is the fencing token of the term, in every record of it from the first: a
+	// number above every earlier term's token for this worker and at most the revision of
+	// the term's first record. A claim is written by compare-and-set on the key's last
+	// change seen, at revision r: its token is r+1, or, when the stream keeps nothing for
+	// the key, the bucket's last revision read after seeing that, plus one. Older versions
+	// wrote 0 in a term's first record, meaning "this entry's revision": read tokens with
+	// ClaimEntry.Token.
 	Token    uint64            `json:"token"`
 	Acquired time.Time         `json:"acquired"`
 	Renewed  time.Time         `json:"renewed"`
@@ -108,7 +112,8 @@ type ClaimEntry struct {
 	Err      error
 }
 
-// Token returns the fencing token of the claim's term.
+// Token returns the fencing token of the claim's term: the record's token, or, for the
+// first record of a term written by an older version (token 0), the entry's revision.
 func (e ClaimEntry) Token() uint64 {
 	if e.Claim.Token != 0 {
 		return e.Claim.Token

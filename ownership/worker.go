@@ -328,11 +328,29 @@ func (w *worker) claim(o observation) {
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(),
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
 		Meta: map[string]string{MetaCallKey: e.callKey.public}}
+	// Compare-and-set on the key's last change seen (r; 0 when nothing is kept for it):
+	// every earlier term's token is at most its first record's revision, which is at most
+	// r, and this record lands above r. With nothing kept, the bucket's last revision read
+	// after seeing that bounds every earlier term's token in the same way.
+	r := o.rev
+	if o.never {
+		r = 0
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
 	var err error
 	if e.acquireOp(ctx) {
-		rev, err = e.claims.Create(ctx, w.name, c.Encode(), e.cfg.TTL)
+		c.Token = r + 1
+		if r == 0 {
+			var last uint64
+			if last, err = e.claims.LastRevision(ctx); err == nil {
+				e.noteRevision(last)
+				c.Token = last + 1
+			}
+		}
+		if err == nil {
+			rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.TTL)
+		}
 		e.releaseOp()
 	} else {
 		err = ctx.Err()
@@ -345,13 +363,14 @@ func (w *worker) claim(o observation) {
 			e.metrics.Takeover(w.name)
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, Reason: "ttl"})
 		}
-		c.Token = rev
+		e.noteRevision(rev)
 		if e.Preferred(w.name) != e.node {
 			// Claimed as a fallback: once things settle, hand it to its preferred node.
 			e.kickRebalance()
 		}
 		w.term(rev, c, sent)
-	case errors.Is(err, kv.ErrExists):
+	case errors.Is(err, kv.ErrConflict):
+		// Written since we looked: someone else's claim, or a marker we had not seen.
 		e.metrics.ClaimAttempt(w.name, false)
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
@@ -370,12 +389,11 @@ func (w *worker) claim(o observation) {
 func (w *worker) clear(o observation, stale bool) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-	var err error
-	if stale {
-		err = e.claims.Delete(ctx, w.name, o.rev)
-	} else {
-		err = e.claims.Release(ctx, w.name, o.rev, releaseRecord(o.claim))
+	var body []byte // a plain delete says nothing of the old worker
+	if !stale {
+		body = releaseRecord(o.claim)
 	}
+	mrev, err := e.claims.Release(ctx, w.name, o.rev, body)
 	cancel()
 	switch {
 	case err == nil:
@@ -388,7 +406,7 @@ func (w *worker) clear(o observation, stale bool) {
 			e.metrics.Takeover(w.name)
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		}
-		w.observe(observation{known: true, rev: o.rev + 1, cleared: stale, released: !stale})
+		w.observe(observation{known: true, rev: mrev, cleared: stale, released: !stale})
 	case errors.Is(err, kv.ErrConflict):
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
@@ -404,7 +422,7 @@ func (w *worker) clear(o observation, stale bool) {
 func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 	e := w.e
 	clock := e.cfg.Clock
-	token := rev
+	token := c.Token
 	lease := newLease(w.name, e.node, token, sent.Add(e.cfg.RenewDeadline))
 	w.setOwning(true)
 	defer w.setOwning(false)
@@ -438,7 +456,6 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 		w.runWorker(ctx, lease)
 	}()
 
-	c.Token = token
 	renew := clock.NewTimer(e.cfg.RenewInterval)
 	defer renew.Stop()
 	var stopDeadline <-chan time.Time
@@ -632,7 +649,7 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
-		err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
+		_, err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
 		acancel()
 		if err == nil {
 			released()
