@@ -29,6 +29,11 @@ type Claim struct {
 	// its own terms by it (which have ended, which may still run); leftovers of an ended
 	// term are cleared, a claim of a term that may still run never is.
 	Term string `json:"term,omitempty"`
+	// Lease names the node lease the claim is bound to, "<nodes bucket>/<node>": the
+	// claim lives while that node's membership record of Incarnation is renewed, and
+	// needs no renewal of its own. Empty in claims of older versions, which are renewed
+	// one by one.
+	Lease string `json:"lease,omitempty"`
 	// Token is the fencing token of the term, in every record of it from the first: a
 	// number above every earlier term's token for this worker and at most the revision of
 	// the term's first record. A claim is written by compare-and-set on the key's last
@@ -36,12 +41,16 @@ type Claim struct {
 	// the key, the bucket's last revision read after seeing that, plus one. Older versions
 	// wrote 0 in a term's first record, meaning "this entry's revision": read tokens with
 	// ClaimEntry.Token.
-	Token    uint64            `json:"token"`
-	Acquired time.Time         `json:"acquired"`
-	Renewed  time.Time         `json:"renewed"`
-	TTL      Duration          `json:"ttl"`
-	State    string            `json:"state"`
-	Meta     map[string]string `json:"meta"`
+	Token    uint64    `json:"token"`
+	Acquired time.Time `json:"acquired"`
+	// Renewed is when this record was last written. A claim bound to a node lease is
+	// written when acquired and again at about half of its server TTL (a backstop); its
+	// lease is renewed in the node's record (`renewed` there).
+	Renewed time.Time `json:"renewed"`
+	// TTL is the lease TTL: for a bound claim, that of its node lease.
+	TTL   Duration          `json:"ttl"`
+	State string            `json:"state"`
+	Meta  map[string]string `json:"meta"`
 }
 
 // Duration is a time.Duration stored as a Go duration string ("10s").

@@ -40,6 +40,15 @@ type Config struct {
 	RebalanceDelay time.Duration
 	// RebalanceRate bounds handoffs per second per node during a rebalance. Default 50.
 	RebalanceRate float64
+	// ClaimTTL is the server-side TTL of a claim record, a backstop only: a claim lives as
+	// long as the node lease it is bound to (the node's membership record, renewed every
+	// RenewInterval), and its owner writes it again at half of ClaimTTL. Default 24h; at
+	// least 10×TTL. Shorter costs more writes; longer keeps the claims of a node that
+	// vanished with its record in the store longer (they are taken over anyway).
+	ClaimTTL time.Duration
+	// TakeoverRate bounds the takeovers of dead claims per second per node (burst 128), so
+	// that the failover of a node holding many workers is no write storm. Default 500.
+	TakeoverRate float64
 	// Clock is the time source. Default RealClock.
 	Clock Clock
 }
@@ -82,6 +91,12 @@ func (c *Config) derive() {
 	if c.RebalanceRate == 0 {
 		c.RebalanceRate = 50
 	}
+	if c.ClaimTTL == 0 {
+		c.ClaimTTL = max(24*time.Hour, 10*c.TTL)
+	}
+	if c.TakeoverRate == 0 {
+		c.TakeoverRate = 500
+	}
 	if c.Clock == nil {
 		c.Clock = RealClock{}
 	}
@@ -104,6 +119,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.ClaimGrace < 0 || c.RebalanceDelay < 0 || c.RebalanceRate <= 0:
 		return bad("ClaimGrace %v and RebalanceDelay %v must not be negative, RebalanceRate %v must be positive", c.ClaimGrace, c.RebalanceDelay, c.RebalanceRate)
+	case c.ClaimTTL < 10*c.TTL:
+		return bad("ClaimTTL %v must be at least 10×TTL (%v)", c.ClaimTTL, 10*c.TTL)
+	case c.TakeoverRate <= 0:
+		return bad("TakeoverRate %v must be positive", c.TakeoverRate)
 	case c.RestartBackoff <= 0 || c.RestartBackoffMax < c.RestartBackoff:
 		return bad("RestartBackoff %v must be positive and at most RestartBackoffMax %v", c.RestartBackoff, c.RestartBackoffMax)
 	}
