@@ -285,6 +285,20 @@ func (b *Bucket) Release(ctx context.Context, key string, rev uint64, body []byt
 	return ack.Sequence, nil
 }
 
+// Tombstone writes a delete marker with body on key only if the key's last change is at
+// rev, 0 meaning that the stream keeps nothing for it: a compare-and-set that proves, when
+// it lands, that nothing was written to key since rev. It returns the marker's revision,
+// ErrConflict when the key changed since rev, ErrUnavailable when JetStream did not answer.
+func (b *Bucket) Tombstone(ctx context.Context, key string, rev uint64, body []byte) (uint64, error) {
+	msg := &nats.Msg{Subject: b.keyPrefix + key, Data: body, Header: nats.Header{}}
+	msg.Header.Set("KV-Operation", "DEL")
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return 0, translate("tombstone", key, err)
+	}
+	return ack.Sequence, nil
+}
+
 // LastRevision returns the highest revision the bucket has written: any later write gets
 // a larger one. An empty bucket created above a floor (see Store.EnsureWorkers) answers
 // the floor. It asks the stream leader (STREAM.INFO), through the domain or API prefix the

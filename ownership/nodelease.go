@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -148,8 +149,12 @@ type nodeView struct {
 	// started: when its last live revision was first seen, or, when changes may have been
 	// missed in between, when the change after it was.
 	down map[string]time.Time
-	// confirmed: the stream leader said rev is the key's latest change at this time.
-	confirmed time.Time
+	// proof is, per incarnation, when a tombstone that proved its lease dead was sent.
+	proof map[string]time.Time
+	busy  bool // a tombstone is being written
+	// failedRev is the revision a tombstone conflicted at, at failedAt.
+	failedRev uint64
+	failedAt  time.Time
 }
 
 // gapGen marks a change that did not come from a watch: anything may lie before it.
@@ -172,7 +177,7 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 	now := e.cfg.Clock.Now()
 	v := e.views[node]
 	if v == nil {
-		v = &nodeView{down: map[string]time.Time{}, gen: gapGen}
+		v = &nodeView{down: map[string]time.Time{}, proof: map[string]time.Time{}, gen: gapGen}
 		e.views[node] = v
 	}
 	contiguous := gen != gapGen && v.gen == gen && v.rev != 0
@@ -195,7 +200,7 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 	if inc != "" {
 		delete(v.down, inc)
 	}
-	v.rev, v.inc, v.seen, v.gen, v.confirmed = rev, inc, now, gen, time.Time{}
+	v.rev, v.inc, v.seen, v.gen = rev, inc, now, gen
 }
 
 // leaseDeadFrom returns when the dead timer of the node lease (node, inc) started, as this
@@ -208,56 +213,114 @@ func (e *Engine) leaseDeadFrom(node, inc string) (time.Time, bool) {
 	if v == nil {
 		return time.Time{}, false
 	}
+	return e.deadFromLocked(v, inc), true
+}
+
+func (e *Engine) deadFromLocked(v *nodeView, inc string) time.Time {
 	if v.inc == inc {
-		return v.seen, true
+		return v.seen
 	}
 	if t, ok := v.down[inc]; ok {
-		return t, true
+		return t
 	}
 	// Never saw that incarnation: from the last change of the key, which any write of it
 	// came before.
-	return v.seen, true
+	return v.seen
 }
 
-// confirmLeaseDead asks the stream leader whether the node key's latest change is still
-// the one this node timed from, after that timer ran out (at or after since). A change
-// not seen yet — the watch lags or missed it — is recorded as seen now, and the timer
-// starts again.
-func (e *Engine) confirmLeaseDead(node string, since time.Time) bool {
+// confirmLeaseDead reports whether the node lease (node, inc) is dead for a claim bound to
+// it that this node first saw at claimSeen. By this node's clock the lease must have gone a
+// TTL without a revision seen (from leaseDeadFrom, or claimSeen if later); then a
+// compare-and-set write of a tombstone on the node key, at the last change seen, proves
+// that no renewal landed since — a read could not, as a deposed stream leader may answer
+// it. The proof holds for every claim of that lease first seen before the tombstone was
+// sent: any later claim of a revived lease was written after it. On a conflict the watch
+// shows the newer change soon; if it does not, the key is read and the timer starts again.
+func (e *Engine) confirmLeaseDead(node, inc string, claimSeen time.Time) bool {
+	now := e.cfg.Clock.Now()
 	e.viewsMu.Lock()
 	v := e.views[node]
-	if v != nil && !v.confirmed.IsZero() && !v.confirmed.Before(since) {
-		e.viewsMu.Unlock()
-		return true
+	if v != nil {
+		if p, ok := v.proof[inc]; ok && claimSeen.Before(p) {
+			e.viewsMu.Unlock()
+			return true
+		}
 	}
+	if v == nil || v.busy || (v.failedRev == v.rev && v.failedRev != 0 && now.Sub(v.failedAt) < e.cfg.RenewInterval) {
+		stuck := v == nil || (!v.busy && v.failedRev == v.rev && now.Sub(v.failedAt) >= e.cfg.RenewInterval)
+		e.viewsMu.Unlock()
+		if stuck {
+			e.readNodeKey(node)
+		}
+		return false
+	}
+	if v.failedRev == v.rev && v.failedRev != 0 {
+		e.viewsMu.Unlock()
+		e.readNodeKey(node) // the watch did not show the change we conflicted with
+		return false
+	}
+	start := claimSeen
+	if from := e.deadFromLocked(v, inc); from.After(start) {
+		start = from
+	}
+	if now.Sub(start) < e.cfg.TTL {
+		e.viewsMu.Unlock()
+		return false
+	}
+	rev := v.rev
+	v.busy = true
 	e.viewsMu.Unlock()
+
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
-	asked := e.cfg.Clock.Now()
+	body, _ := json.Marshal(struct {
+		Node        string `json:"node"`
+		Incarnation string `json:"incarnation"`
+		State       string `json:"state"`
+		By          string `json:"by"`
+	}{node, inc, "lease-ended", e.node})
+	sent := e.cfg.Clock.Now()
+	_, err := e.store.Nodes.Tombstone(ctx, node, rev, body)
+	e.viewsMu.Lock()
+	defer e.viewsMu.Unlock()
+	v.busy = false
+	switch {
+	case err == nil:
+		if p := v.proof[inc]; sent.After(p) {
+			v.proof[inc] = sent
+		}
+		e.log.Info("node lease ended: no renewal within TTL", "lease", e.store.Nodes.Name()+"/"+node, "incarnation", inc, "revision", rev)
+		return claimSeen.Before(sent)
+	case errors.Is(err, kv.ErrConflict):
+		v.failedRev, v.failedAt = rev, e.cfg.Clock.Now()
+	}
+	return false
+}
+
+// readNodeKey reads the node key's latest change from the stream leader and records it as
+// seen now, after a change the watch did not show: anything may lie before it.
+func (e *Engine) readNodeKey(node string) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
+	defer cancel()
 	c, err := e.store.Nodes.Latest(ctx, node)
 	if errors.Is(err, kv.ErrNotFound) {
 		c, err = kv.Change{Key: node}, nil
 	}
 	if err != nil {
-		return false
+		return
 	}
 	inc := ""
-	if c.Op == kv.OpPut && c.Revision != 0 {
+	if c.Op == kv.OpPut {
 		if r, derr := kv.DecodeNode(node, c.Value); derr == nil {
 			inc = r.Incarnation
 		}
 	}
 	e.viewsMu.Lock()
 	defer e.viewsMu.Unlock()
-	v = e.views[node]
-	if v != nil && v.rev == c.Revision && (v.rev != 0 || !v.seen.IsZero()) {
-		if v.confirmed.Before(asked) {
-			v.confirmed = asked
-		}
-		return true
+	if v := e.views[node]; v != nil && v.rev == c.Revision && v.failedRev != c.Revision {
+		return // nothing new
 	}
 	e.noteNodeLocked(node, c.Revision, inc, gapGen)
-	return false
 }
 
 // takeoverLimiter is a token bucket bounding takeovers per second.

@@ -332,8 +332,11 @@ func (w *worker) dead(c kv.Claim, seenAt time.Time) bool {
 		w.wait(left)
 		return false
 	}
-	if bound(c) && !e.confirmLeaseDead(c.Node, expiry) {
-		return false // a revision the watch had not shown: the timer starts again
+	if bound(c) && !e.confirmLeaseDead(c.Node, c.Incarnation, seenAt) {
+		// Not proven dead yet: a revision the watch had not shown, or another node
+		// writing the proof. Look again shortly.
+		w.wait(e.cfg.RenewInterval / 4)
+		return false
 	}
 	return true
 }
