@@ -152,9 +152,9 @@ type nodeView struct {
 	// proof is, per incarnation, when a tombstone that proved its lease dead was sent.
 	proof map[string]time.Time
 	busy  bool // a tombstone is being written
-	// failedRev is the revision a tombstone conflicted at, at failedAt.
-	failedRev uint64
-	failedAt  time.Time
+	// failed: a tombstone at rev conflicted, at failedAt: a change not seen yet.
+	failed   bool
+	failedAt time.Time
 }
 
 // gapGen marks a change that did not come from a watch: anything may lie before it.
@@ -200,7 +200,7 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 	if inc != "" {
 		delete(v.down, inc)
 	}
-	v.rev, v.inc, v.seen, v.gen = rev, inc, now, gen
+	v.rev, v.inc, v.seen, v.gen, v.failed = rev, inc, now, gen, false
 }
 
 // leaseDeadFrom returns when the dead timer of the node lease (node, inc) started, as this
@@ -246,15 +246,15 @@ func (e *Engine) confirmLeaseDead(node, inc string, claimSeen time.Time) bool {
 			return true
 		}
 	}
-	if v == nil || v.busy || (v.failedRev == v.rev && v.failedRev != 0 && now.Sub(v.failedAt) < e.cfg.RenewInterval) {
-		stuck := v == nil || (!v.busy && v.failedRev == v.rev && now.Sub(v.failedAt) >= e.cfg.RenewInterval)
+	switch {
+	case v == nil:
 		e.viewsMu.Unlock()
-		if stuck {
-			e.readNodeKey(node)
-		}
+		e.readNodeKey(node) // nothing seen of the key yet: see it now, time from now
 		return false
-	}
-	if v.failedRev == v.rev && v.failedRev != 0 {
+	case v.busy, v.failed && now.Sub(v.failedAt) < e.cfg.RenewInterval:
+		e.viewsMu.Unlock()
+		return false // another worker writes the tombstone, or the watch is about to show a change
+	case v.failed:
 		e.viewsMu.Unlock()
 		e.readNodeKey(node) // the watch did not show the change we conflicted with
 		return false
@@ -292,7 +292,9 @@ func (e *Engine) confirmLeaseDead(node, inc string, claimSeen time.Time) bool {
 		e.log.Info("node lease ended: no renewal within TTL", "lease", e.store.Nodes.Name()+"/"+node, "incarnation", inc, "revision", rev)
 		return claimSeen.Before(sent)
 	case errors.Is(err, kv.ErrConflict):
-		v.failedRev, v.failedAt = rev, e.cfg.Clock.Now()
+		if v.rev == rev {
+			v.failed, v.failedAt = true, e.cfg.Clock.Now()
+		}
 	}
 	return false
 }
@@ -317,7 +319,7 @@ func (e *Engine) readNodeKey(node string) {
 	}
 	e.viewsMu.Lock()
 	defer e.viewsMu.Unlock()
-	if v := e.views[node]; v != nil && v.rev == c.Revision && v.failedRev != c.Revision {
+	if v := e.views[node]; v != nil && v.rev == c.Revision && !v.failed {
 		return // nothing new
 	}
 	e.noteNodeLocked(node, c.Revision, inc, gapGen)
