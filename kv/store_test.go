@@ -282,6 +282,13 @@ func TestReadsAskTheStreamLeader(t *testing.T) {
 	if err := spy.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// The spy's copies travel on its own connection: wait for them (a flush of the spy
+	// does not order them after the reads' requests).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, _, _ := leader.Pending(); n >= 4 {
+			break
+		}
+	}
 	if n, _, _ := direct.Pending(); n != 0 {
 		t.Errorf("%d reads were direct gets, which a follower may answer", n)
 	}
