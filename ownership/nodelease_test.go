@@ -181,3 +181,23 @@ func (e *Engine) memberRenewedAt() time.Time {
 	defer e.mu.Unlock()
 	return e.memberRenewed
 }
+
+// TestTakeoverLimiter: a burst goes at once, then takeovers are spaced at the rate.
+func TestTakeoverLimiter(t *testing.T) {
+	l := &takeoverLimiter{rate: 500, burst: 128}
+	now := time.Unix(1000, 0)
+	for i := 0; i < 128; i++ {
+		if d := l.reserve(now); d != 0 {
+			t.Fatalf("takeover %d of the burst waits %v", i, d)
+		}
+	}
+	if d := l.reserve(now); d != 2*time.Millisecond {
+		t.Fatalf("the first takeover past the burst waits %v, want 2ms (500/s)", d)
+	}
+	if d := l.reserve(now); d != 4*time.Millisecond {
+		t.Fatalf("the second waits %v, want 4ms", d)
+	}
+	if d := l.reserve(now.Add(time.Second)); d != 0 {
+		t.Fatalf("after a second, a takeover waits %v", d)
+	}
+}
