@@ -237,6 +237,12 @@ func (w *worker) run() {
 			continue
 		}
 		if hold := w.holdOff(); hold > 0 {
+			// A leftover claim of ours whose worker has stopped is released even now: it
+			// would not expire while our node lease lives.
+			if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
+				w.clear(own)
+				continue
+			}
 			if !w.wait(hold) {
 				return
 			}
@@ -305,6 +311,20 @@ func (w *worker) run() {
 			w.claim(o)
 		}
 	}
+}
+
+// leftover returns, as an observation to release, our own claim of a term that no longer
+// runs — present, or deleted or expired under it without our word.
+func (w *worker) leftover(o observation) (observation, bool) {
+	e := w.e
+	switch {
+	case o.present && o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
+		return o, e.liveTerm(w.name, o.claim.Term) == nil
+	case !o.present && !o.released && !o.cleared && !o.never &&
+		o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
+		return observation{known: true, rev: o.rev, claim: o.last}, e.liveTerm(w.name, o.last.Term) == nil
+	}
+	return observation{}, false
 }
 
 // dead waits until the owner of c, last seen at seenAt (for a claim gone without its
@@ -705,7 +725,7 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.ShutdownGrace)
 	defer cancel()
 	if !e.acquireRelease(ctx) {
-		w.log().Warn("could not release claim in time; it will expire")
+		w.log().Warn("could not release claim in time; it is released later, or taken over a TTL after this node's lease ends")
 		return
 	}
 	defer e.doneRelease()
@@ -743,7 +763,7 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 			err = gerr
 		}
 		if ctx.Err() != nil {
-			w.log().Warn("could not release claim; it will expire", "err", err)
+			w.log().Warn("could not release claim; it is released later, or taken over a TTL after this node's lease ends", "err", err)
 			return
 		}
 		select {
