@@ -735,9 +735,10 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
-		_, err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
+		mrev, err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
 		acancel()
 		if err == nil {
+			w.observe(observation{known: true, rev: mrev, released: true})
 			released()
 			return
 		}
