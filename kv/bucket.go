@@ -237,10 +237,11 @@ func (b *Bucket) Create(ctx context.Context, key string, value []byte, ttl time.
 }
 
 // Update writes key only if its last revision is rev, and gives the new entry its own ttl
-// (0 = never expires). KeyValue.Update cannot carry a per-entry TTL, so this publishes to the
-// key's subject with the expected-last-sequence header. It returns the new revision,
-// ErrConflict when the key was written, deleted or expired since rev, ErrUnavailable when
-// JetStream did not answer.
+// (0 = never expires). rev is the revision of the key's last change, an entry or a marker
+// (delete, purge, expiry), or 0 when the stream keeps nothing for the key. KeyValue.Update
+// cannot carry a per-entry TTL, so this publishes to the key's subject with the
+// expected-last-sequence header. It returns the new revision, ErrConflict when the key was
+// written, deleted or expired since rev, ErrUnavailable when JetStream did not answer.
 func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
 	if ttl <= 0 {
 		r, err := b.kv.Update(ctx, key, value, rev)
@@ -269,15 +270,50 @@ func (b *Bucket) Delete(ctx context.Context, key string, rev uint64) error {
 // Release deletes key only if its last revision is rev, leaving body as the delete
 // marker's value: watchers see an OpDelete whose Value is body. The owner of a claim
 // releases with a StateReleased record once its worker stopped, which tells contenders
-// that they need not wait for the lease to run out. Errors as for Delete.
-func (b *Bucket) Release(ctx context.Context, key string, rev uint64, body []byte) error {
+// that they need not wait for the lease to run out; an empty body is a plain delete. It
+// returns the marker's revision; errors as for Delete.
+func (b *Bucket) Release(ctx context.Context, key string, rev uint64, body []byte) (uint64, error) {
 	if rev == 0 {
-		return fmt.Errorf("kv: release %q: a revision is required (no blind deletes)", key)
+		return 0, fmt.Errorf("kv: release %q: a revision is required (no blind deletes)", key)
 	}
 	msg := &nats.Msg{Subject: b.keyPrefix + key, Data: body, Header: nats.Header{}}
 	msg.Header.Set("KV-Operation", "DEL")
-	_, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
-	return translate("release", key, err)
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return 0, translate("release", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// Tombstone writes a delete marker with body on key only if the key's last change is at
+// rev, 0 meaning that the stream keeps nothing for it: a compare-and-set that proves, when
+// it lands, that nothing was written to key since rev. It returns the marker's revision,
+// ErrConflict when the key changed since rev, ErrUnavailable when JetStream did not answer.
+func (b *Bucket) Tombstone(ctx context.Context, key string, rev uint64, body []byte) (uint64, error) {
+	msg := &nats.Msg{Subject: b.keyPrefix + key, Data: body, Header: nats.Header{}}
+	msg.Header.Set("KV-Operation", "DEL")
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return 0, translate("tombstone", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// LastRevision returns the highest revision the bucket has written: any later write gets
+// a larger one. An empty bucket created above a floor (see Store.EnsureWorkers) answers
+// the floor. It asks the stream leader (STREAM.INFO), through the domain or API prefix the
+// store was opened with; ErrUnavailable when JetStream did not answer.
+func (b *Bucket) LastRevision(ctx context.Context) (uint64, error) {
+	st, err := b.js.Stream(ctx, "KV_"+b.name)
+	if err != nil {
+		return 0, translate("stream info", b.name, err)
+	}
+	s := st.CachedInfo().State
+	last := s.LastSeq
+	if s.FirstSeq > 0 {
+		last = max(last, s.FirstSeq-1)
+	}
+	return last, nil
 }
 
 // Keys lists the keys with a live entry.

@@ -29,15 +29,28 @@ type Claim struct {
 	// its own terms by it (which have ended, which may still run); leftovers of an ended
 	// term are cleared, a claim of a term that may still run never is.
 	Term string `json:"term,omitempty"`
-	// Token is the fencing token: the revision at which the term began. The record written by
-	// the claiming Create cannot know its own revision, so it carries 0, which means "this
-	// entry's revision"; every renewal writes the number. Use ClaimEntry.Token.
-	Token    uint64            `json:"token"`
-	Acquired time.Time         `json:"acquired"`
-	Renewed  time.Time         `json:"renewed"`
-	TTL      Duration          `json:"ttl"`
-	State    string            `json:"state"`
-	Meta     map[string]string `json:"meta"`
+	// Lease names the node lease the claim is bound to, "<nodes bucket>/<node>": the
+	// claim lives while that node's membership record of Incarnation is renewed, and
+	// needs no renewal of its own. Empty in claims of older versions, which are renewed
+	// one by one.
+	Lease string `json:"lease,omitempty"`
+	// Token is the fencing token of the term, in every record of it from the first: a
+	// number above every earlier term's token for this worker and at most the revision of
+	// the term's first record. A claim is written by compare-and-set on the key's last
+	// change seen, at revision r: its token is r+1, or, when the stream keeps nothing for
+	// the key, the bucket's last revision read after seeing that, plus one. Older versions
+	// wrote 0 in a term's first record, meaning "this entry's revision": read tokens with
+	// ClaimEntry.Token.
+	Token    uint64    `json:"token"`
+	Acquired time.Time `json:"acquired"`
+	// Renewed is when this record was last written. A claim bound to a node lease is
+	// written when acquired and again at about half of its server TTL (a backstop); its
+	// lease is renewed in the node's record (`renewed` there).
+	Renewed time.Time `json:"renewed"`
+	// TTL is the lease TTL: for a bound claim, that of its node lease.
+	TTL   Duration          `json:"ttl"`
+	State string            `json:"state"`
+	Meta  map[string]string `json:"meta"`
 	// Successor, in a release record only, names the node that is to claim the worker at
 	// once: the others leave it to that node for a short while.
 	Successor string `json:"successor,omitempty"`
@@ -111,7 +124,8 @@ type ClaimEntry struct {
 	Err      error
 }
 
-// Token returns the fencing token of the claim's term.
+// Token returns the fencing token of the claim's term: the record's token, or, for the
+// first record of a term written by an older version (token 0), the entry's revision.
 func (e ClaimEntry) Token() uint64 {
 	if e.Claim.Token != 0 {
 		return e.Claim.Token

@@ -282,6 +282,13 @@ func TestReadsAskTheStreamLeader(t *testing.T) {
 	if err := spy.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// The spy's copies travel on its own connection: wait for them (a flush of the spy
+	// does not order them after the reads' requests).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, _, _ := leader.Pending(); n >= 4 {
+			break
+		}
+	}
 	if n, _, _ := direct.Pending(); n != 0 {
 		t.Errorf("%d reads were direct gets, which a follower may answer", n)
 	}
@@ -301,12 +308,13 @@ func TestReleaseCarriesARecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.State = StateReleased
-	if err := s.Workers.Release(ctx, "w", rev, c.Encode()); err != nil {
+	mrev, err := s.Workers.Release(ctx, "w", rev, c.Encode())
+	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Workers.Latest(ctx, "w")
-	if err != nil || got.Op != OpDelete {
-		t.Fatalf("Latest after release = %+v, %v", got, err)
+	if err != nil || got.Op != OpDelete || got.Revision != mrev {
+		t.Fatalf("Latest after release = %+v, %v; want the marker at revision %d", got, err, mrev)
 	}
 	if r, ok := DecodeRelease("w", got.Value); !ok || r.Term != "t1" {
 		t.Fatalf("release record = %+v %v", r, ok)
@@ -348,5 +356,43 @@ func TestLatestDirectSeesMarkers(t *testing.T) {
 	got, err = s.Workers.LatestDirect(ctx, "w")
 	if err != nil || got.Op != OpDelete || got.Revision != rev+1 {
 		t.Fatalf("LatestDirect after delete = %+v, %v", got, err)
+	}
+}
+
+// TestLastRevision: the bucket's last revision bounds every revision written, and a
+// bucket recreated above a floor answers the floor before anything is written to it.
+func TestLastRevision(t *testing.T) {
+	s := openStore(t)
+	ctx := ctxT(t)
+	b := s.Workers
+	if got, err := b.LastRevision(ctx); err != nil || got != 0 {
+		t.Fatalf("LastRevision of an empty bucket = %d, %v; want 0", got, err)
+	}
+	rev, err := b.Update(ctx, "w", []byte("a"), 0, time.Minute) // 0: nothing kept for the key
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Update(ctx, "w", []byte("b"), 0, time.Minute); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Update at 0 of a written key = %v, want ErrConflict", err)
+	}
+	mrev, err := b.Release(ctx, "w", rev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.LastRevision(ctx); err != nil || got != mrev {
+		t.Fatalf("LastRevision = %d, %v; want %d", got, err, mrev)
+	}
+	if _, err := b.Update(ctx, "w", []byte("c"), mrev, time.Minute); err != nil {
+		t.Fatalf("Update at the delete marker's revision: %v", err)
+	}
+	if err := s.js.DeleteStream(ctx, "KV_"+b.Name()); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := s.EnsureWorkers(ctx, 1000)
+	if err != nil || first != 1001 {
+		t.Fatalf("EnsureWorkers = %d, %v", first, err)
+	}
+	if got, err := b.LastRevision(ctx); err != nil || got != 1000 {
+		t.Fatalf("LastRevision of a bucket recreated above 1000 = %d, %v; want 1000", got, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,12 +156,15 @@ func TestStaleOwnerCannotAnswerOrSave(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	var blocked sync.Once
+	var armed atomic.Bool // block the node lease's renewals once a runs the worker
 	leases := make(chan *Lease, 4)
 	hold := func(ctx context.Context, l *Lease) error { leases <- l; <-ctx.Done(); return nil }
 	startNode(t, srv, "a", ConfigForTTL(testTTL), func(e *Engine) {
 		e.testBeforeRenew = func(string) {
 			stuck := false
-			blocked.Do(func() { stuck = true })
+			if armed.Load() {
+				blocked.Do(func() { stuck = true })
+			}
 			if stuck {
 				<-block
 			}
@@ -168,6 +172,7 @@ func TestStaleOwnerCannotAnswerOrSave(t *testing.T) {
 		_ = e.Register(w, hold, WithHandler(x.handler("a")))
 	})
 	old := <-leases
+	armed.Store(true)
 	startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, hold, WithHandler(x.handler("b"))) })
 	cur := <-leases
 	if cur.Node() != "b" {

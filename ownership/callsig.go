@@ -187,7 +187,7 @@ func (v *callVerifier) lookup(ctx context.Context, worker string) (ownerKey, err
 	}
 	token := c.Token
 	if token == 0 {
-		token = e.Revision() // the claiming write: its own revision
+		token = e.Revision() // an older version's first record: its own revision
 	}
 	pub, err := base64.StdEncoding.DecodeString(c.Meta[MetaCallKey])
 	if err != nil || len(pub) != ed25519.PublicKeySize {

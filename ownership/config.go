@@ -49,6 +49,15 @@ type Config struct {
 	// a singleton or a small set never follows a rejoining node); 0 still keeps a slack of
 	// one worker. A leaving or draining node's workers always move.
 	RebalanceThreshold float64
+	// ClaimTTL is the server-side TTL of a claim record, a backstop only: a claim lives as
+	// long as the node lease it is bound to (the node's membership record, renewed every
+	// RenewInterval), and its owner writes it again at half of ClaimTTL. Default 24h; at
+	// least 10×TTL. Shorter costs more writes; longer keeps the claims of a node that
+	// vanished with its record in the store longer (they are taken over anyway).
+	ClaimTTL time.Duration
+	// TakeoverRate bounds the takeovers of dead claims per second per node (burst 128), so
+	// that the failover of a node holding many workers is no write storm. Default 500.
+	TakeoverRate float64
 	// Clock is the time source. Default RealClock.
 	Clock Clock
 }
@@ -94,6 +103,12 @@ func (c *Config) derive() {
 	if c.RebalanceThreshold == 0 {
 		c.RebalanceThreshold = DefaultRebalanceThreshold
 	}
+	if c.ClaimTTL == 0 {
+		c.ClaimTTL = max(24*time.Hour, 10*c.TTL)
+	}
+	if c.TakeoverRate == 0 {
+		c.TakeoverRate = 500
+	}
 	if c.Clock == nil {
 		c.Clock = RealClock{}
 	}
@@ -118,6 +133,10 @@ func (c Config) Validate() error {
 		return bad("ClaimGrace %v and RebalanceDelay %v must not be negative, RebalanceRate %v must be positive", c.ClaimGrace, c.RebalanceDelay, c.RebalanceRate)
 	case c.RebalanceThreshold < 0 || math.IsNaN(c.RebalanceThreshold):
 		return bad("RebalanceThreshold %v must not be negative (0.1 is the default; larger moves fewer workers)", c.RebalanceThreshold)
+	case c.ClaimTTL < 10*c.TTL:
+		return bad("ClaimTTL %v must be at least 10×TTL (%v)", c.ClaimTTL, 10*c.TTL)
+	case c.TakeoverRate <= 0:
+		return bad("TakeoverRate %v must be positive", c.TakeoverRate)
 	case c.RestartBackoff <= 0 || c.RestartBackoffMax < c.RestartBackoff:
 		return bad("RestartBackoff %v must be positive and at most RestartBackoffMax %v", c.RestartBackoff, c.RestartBackoffMax)
 	}

@@ -176,8 +176,14 @@ type Engine struct {
 	rebalanceKick chan struct{} // membership changed (capacity 1)
 	runtime       *Runtime      // SetRuntime; what runtime requests are answered from
 
-	// testBeforeRenew, when set, runs before each renewal; tests block in it to show that a
-	// stuck renew loop still fences.
+	nl         nodeLease            // the node lease every term hangs off (nodelease.go)
+	viewsMu    sync.Mutex           // guards views
+	views      map[string]*nodeView // other nodes' leases as seen here, for contenders
+	takeover   *takeoverLimiter     // bounds takeovers of dead claims
+	membersGen atomic.Uint64        // counts members watches: a new one may follow a gap
+
+	// testBeforeRenew, when set, runs before each renewal of the node lease; tests block
+	// in it to show that a stuck renew loop still fences.
 	testBeforeRenew func(worker string)
 }
 
@@ -232,6 +238,8 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 
 		membersSynced: make(chan struct{}),
 		rebalanceKick: make(chan struct{}, 1),
+		views:         map[string]*nodeView{},
+		takeover:      &takeoverLimiter{rate: cfg.TakeoverRate, burst: maxBurstOps},
 	}
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
@@ -384,6 +392,7 @@ func (e *Engine) Close() error {
 		}
 		e.cancel()
 		e.wg.Wait()
+		e.stopNodeLease()
 		var left []string
 		for _, t := range e.liveTerms() {
 			select {
@@ -746,11 +755,14 @@ func (e *Engine) ensureClaims() bool {
 			return false
 		}
 		// Deleted and created again by someone else: its revisions may have started
-		// over. Watch it anew and take its revisions whatever their number.
+		// over, and our claims went with it. Watch it anew and take its revisions
+		// whatever their number.
 		e.log.Warn("the workers bucket was recreated by someone else; watching it anew", "created", created)
+		e.claimsGone()
 		return true
 	}
 	e.watching.Store(false)
+	e.claimsGone()
 	e.claimsCreated = time.Time{} // ours: the next check records its creation time
 	e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
 	if err := e.store.EnsureEvents(ctx); err != nil {
@@ -770,6 +782,7 @@ func (e *Engine) recreateClaims() error {
 		return err
 	}
 	if first > 0 {
+		e.claimsGone()
 		e.claimsCreated = time.Time{}
 		e.log.Warn("the workers bucket was missing; recreated it with tokens above every one seen", "first_token", first)
 	}

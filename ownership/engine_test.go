@@ -391,6 +391,10 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		"RenewDeadline": {c.RenewDeadline, 12 * time.Second},
 		"FenceGrace":    {c.FenceGrace, 2500 * time.Millisecond},
 		"ShutdownGrace": {c.ShutdownGrace, 30 * time.Second},
+		"ClaimTTL":      {c.ClaimTTL, 24 * time.Hour},
+	}
+	if c.TakeoverRate != 500 {
+		t.Errorf("default TakeoverRate = %v, want 500", c.TakeoverRate)
 	}
 	for k, v := range want {
 		if v[0] != v[1] {
@@ -412,6 +416,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{func(c *Config) { c.TTL = 500 * time.Millisecond }, "too short"},
 		{func(c *Config) { c.FenceGrace = c.TTL }, "FenceGrace"},
 		{func(c *Config) { c.RebalanceThreshold = -1 }, "RebalanceThreshold"},
+		{func(c *Config) { c.ClaimTTL = 9 * c.TTL }, "ClaimTTL"},
 	}
 	for i, b := range bad {
 		c := DefaultConfig()

@@ -49,8 +49,9 @@ func (l *Lease) Worker() string { return l.worker }
 // Node returns the owning node's name.
 func (l *Lease) Node() string { return l.node }
 
-// Token returns the fencing token: the claim revision at which this term began. Every later
-// term of the same worker, on any node, has a larger token. Pass it to the systems the
+// Token returns the fencing token, which the claim shows from its first record: above
+// every earlier term's token and at most the claim revision at which this term began.
+// Every later term of the same worker, on any node, has a larger token. Pass it to the systems the
 // worker writes to so that they can refuse a stale owner.
 func (l *Lease) Token() uint64 { return l.token }
 

@@ -68,6 +68,9 @@ func (e *Engine) keepMembership() {
 	var rev uint64
 	var reply chan error // a writeMembership caller waiting for this write
 	for {
+		if f := e.testBeforeRenew; f != nil {
+			f(e.node)
+		}
 		err := e.renewMembership(&rev)
 		e.clearStaleMembers()
 		if reply != nil {
@@ -118,13 +121,15 @@ func (e *Engine) renewMembership(rev *uint64) error {
 		nrev, err = e.store.Nodes.Update(ctx, e.node, rec, *rev, e.cfg.TTL)
 		switch {
 		case errors.Is(err, kv.ErrConflict):
-			// Either a retry conflicting with its own landed write, or the record expired
-			// while this node could not renew (a pause, a partition): both are ours to
-			// resume. Only a live record of another incarnation is a name clash.
-			cur, gerr := e.store.Nodes.Get(ctx, e.node)
+			// Either a retry conflicting with its own landed write, or the record went
+			// away (expired while this node could not renew, deleted or purged by hand),
+			// or another process wrote it. Only the first keeps the node lease; otherwise
+			// every term bound to it ends now, and the record is written again.
+			cur, gerr := e.store.Nodes.GetLeader(ctx, e.node)
 			switch {
 			case errors.Is(gerr, kv.ErrNotFound):
-				e.log.Info("membership record expired while this node could not renew; writing it again")
+				e.log.Warn("node lease lost: this node's membership record is gone (expired while this node could not renew, or deleted); its workers stop and it joins again")
+				e.nodeLeaseLost()
 				*rev = 0
 				return err
 			case gerr == nil:
@@ -132,16 +137,19 @@ func (e *Engine) renewMembership(rev *uint64) error {
 					*rev = cur.Revision
 					return nil
 				}
-				e.log.Error("this node's membership record was written by another process: is another node using the same name?", "node", e.node)
+				e.log.Error("node lease lost: this node's membership record was written by another process: is another node using the same name?", "node", e.node)
+				e.nodeLeaseLost()
 			}
 			*rev = 0
 		case err == nil:
 			*rev = nrev
 		}
 	}
+	e.metrics.Renewal(e.node, e.cfg.Clock.Now().Sub(sent), err)
 	if err != nil {
 		return err
 	}
+	e.nodeLeaseRenewed(sent)
 	e.mu.Lock()
 	e.memberRenewed = sent
 	e.mu.Unlock()
@@ -192,6 +200,7 @@ func (e *Engine) watchMembers() {
 			continue
 		}
 		synced := w.Synced()
+		gen := e.membersGen.Add(1)
 	loop:
 		for {
 			select {
@@ -206,6 +215,7 @@ func (e *Engine) watchMembers() {
 				if !ok {
 					break loop
 				}
+				e.noteNodeChange(c, gen)
 				e.applyMember(c)
 			}
 		}

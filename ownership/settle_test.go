@@ -73,7 +73,7 @@ func TestLeaveRightAfterFormation(t *testing.T) {
 	}
 	waitFor(t, "b and c to see a leave", 10*time.Second, members(2))
 	t0 := time.Now()
-	if err := a.Workers.Release(ctx, "w", claimRev, releaseRecord(claim)); err != nil {
+	if _, err := a.Workers.Release(ctx, "w", claimRev, releaseRecord(claim)); err != nil {
 		t.Fatal(err)
 	}
 	// The preferred node claims a released worker at once; the bound leaves the others'

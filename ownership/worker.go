@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -32,9 +33,16 @@ type observation struct {
 	unseen bool
 	// seenAt is the local (monotonic) time this revision was first seen. For a claim that
 	// went away without a release (deleted or purged by anyone, expired on the server's
-	// clock) it stays the time the last live claim was seen: the takeover timer runs on.
+	// clock) it stays the time the first such marker was seen (for a claim of an older
+	// version, not bound to a node lease, the time its last revision was seen).
 	seenAt time.Time
+	// last is, for a claim that went away without a release, the last live claim seen
+	// before it: the node lease it was bound to, and whether it was ours.
+	last kv.Claim
 }
+
+// bound reports whether c is bound to a node lease (not a claim of an older version).
+func bound(c kv.Claim) bool { return c.Lease != "" && c.Incarnation != "" }
 
 // observationOf turns a change of the claims bucket into an observation.
 func observationOf(c kv.Change) observation {
@@ -143,10 +151,20 @@ func (w *worker) observe(o observation) {
 	}
 	o.seenAt = w.e.cfg.Clock.Now()
 	if !o.present && !o.released && !o.cleared && w.obs.known && !w.obs.released && !w.obs.cleared && !w.obs.never {
-		// Gone without its owner's word: the worker may still run until a TTL after the
-		// last write we saw. A delete, a purge or an expiry marker keeps that timer; none
-		// of them skips it.
-		o.seenAt = w.obs.seenAt
+		// Gone without its owner's word. A delete, a purge or an expiry marker skips no
+		// timer: a claim bound to a node lease is dead once that lease is (or its owner
+		// releases it); one of an older version, renewed on its own, a TTL after the last
+		// write we saw; one we never saw, a TTL after the first marker.
+		switch {
+		case w.obs.present && w.obs.malformed == nil:
+			o.last = w.obs.claim
+			if !bound(o.last) {
+				o.seenAt = w.obs.seenAt
+			}
+		case !w.obs.present:
+			o.last = w.obs.last
+			o.seenAt = w.obs.seenAt
+		}
 	}
 	w.obs = o
 	w.mu.Unlock()
@@ -232,6 +250,12 @@ func (w *worker) run() {
 			continue
 		}
 		if hold := w.holdOff(); hold > 0 {
+			// A leftover claim of ours whose worker has stopped is released even now: it
+			// would not expire while our node lease lives.
+			if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
+				w.clear(own)
+				continue
+			}
 			if !w.wait(hold) {
 				return
 			}
@@ -249,17 +273,16 @@ func (w *worker) run() {
 				continue
 			}
 			if !o.released && !o.cleared && !o.never {
-				// Deleted, purged or expired without the owner's word: take over only
-				// when our own clock says a TTL has passed since the last claim we saw.
-				// Then the preferred node takes over, the others a claim grace later.
-				left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
-				if left <= 0 {
-					left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+				if o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "" {
+					// Our claim, deleted or expired while its term ran (which ended at
+					// once); the worker has stopped: say so, so that no one waits for
+					// our node lease to end.
+					w.clear(observation{known: true, rev: o.rev, claim: o.last})
+					continue
 				}
-				if left > 0 {
-					if !w.wait(left) {
-						return
-					}
+				// Deleted, purged or expired without the owner's word: take over only
+				// when our own clock says the owner's lease has run out.
+				if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
 					continue
 				}
 			} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
@@ -284,24 +307,89 @@ func (w *worker) run() {
 				continue
 			}
 			// Our own claim from a term whose worker has stopped (fenced, a stop that
-			// outran ShutdownGrace, or a Create whose reply was lost): clearing it is a
+			// outran ShutdownGrace, or a claim whose reply was lost): clearing it is a
 			// release.
-			w.clear(o, false)
+			w.clear(o)
 		default:
-			// Someone else's claim: it is dead once TTL passes with no newer revision. The
-			// preferred node takes it over then, the others a claim grace later.
-			left := e.cfg.TTL - e.cfg.Clock.Now().Sub(o.seenAt)
-			if left <= 0 {
-				left += e.takeoverDelay(w.name) // asked only once the TTL has passed
+			// Someone else's claim: it is dead once the node lease it is bound to is
+			// (a claim of an older version or not valid: once TTL passes with no newer
+			// revision). Then it is overwritten by compare-and-set: one write.
+			var c kv.Claim
+			if o.malformed == nil {
+				c = o.claim
 			}
-			if left > 0 {
-				if !w.wait(left) {
-					return
-				}
+			if !w.dead(c, o.seenAt) || !w.paceTakeover() {
 				continue
 			}
-			w.clear(o, true)
+			w.claim(o)
 		}
+	}
+}
+
+// leftover returns, as an observation to release, our own claim of a term that no longer
+// runs — present, or deleted or expired under it without our word.
+func (w *worker) leftover(o observation) (observation, bool) {
+	e := w.e
+	switch {
+	case o.present && o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
+		return o, e.liveTerm(w.name, o.claim.Term) == nil
+	case !o.present && !o.released && !o.cleared && !o.never &&
+		o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
+		return observation{known: true, rev: o.rev, claim: o.last}, e.liveTerm(w.name, o.last.Term) == nil
+	}
+	return observation{}, false
+}
+
+// dead waits until the owner of c, last seen at seenAt (for a claim gone without its
+// owner's word: its first marker), cannot run the worker any more, by this node's clock:
+// the node lease c is bound to went a TTL without a revision we saw, as the stream leader
+// confirms, or, for a claim of an older version (or none known), the claim did. Then the
+// preferred node may take it over at once, the others after the claim grace. It reports
+// false when it waited instead (the caller looks again) or was stopped.
+func (w *worker) dead(c kv.Claim, seenAt time.Time) bool {
+	e := w.e
+	start := seenAt
+	if bound(c) {
+		if from, ok := e.leaseDeadFrom(c.Node, c.Incarnation); ok && from.After(start) {
+			start = from
+		}
+	}
+	expiry := start.Add(e.cfg.TTL)
+	now := e.cfg.Clock.Now()
+	if left := expiry.Sub(now); left > 0 {
+		w.wait(left)
+		return false
+	}
+	if left := e.takeoverDelay(w.name) - now.Sub(expiry); left > 0 {
+		// Spread a dead node's workers: each survivor takes its preferred ones at once.
+		w.wait(left)
+		return false
+	}
+	if bound(c) && !e.confirmLeaseDead(c.Node, c.Incarnation, seenAt) {
+		// Not proven dead yet: a revision the watch had not shown, or another node
+		// writing the proof. Look again shortly.
+		w.wait(e.cfg.RenewInterval / 4)
+		return false
+	}
+	return true
+}
+
+// paceTakeover holds a takeover to the node's takeover rate; it reports false when the
+// worker was stopped meanwhile.
+func (w *worker) paceTakeover() bool {
+	e := w.e
+	d := e.takeover.reserve(e.cfg.Clock.Now())
+	if d <= 0 {
+		return true
+	}
+	t := e.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.stop:
+		e.takeover.giveBack()
+		return false
+	case <-t.C():
+		return true
 	}
 }
 
@@ -346,15 +434,39 @@ func (w *worker) claim(o observation) {
 	if e.termRunning(w.name) != nil {
 		return // run() waits for it
 	}
+	if _, live := e.nodeLeaseLive(); !live {
+		// Claims are bound to the node lease: none while it is not live.
+		w.wait(e.cfg.RenewInterval / 4)
+		return
+	}
 	sent := e.cfg.Clock.Now()
-	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(),
+	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
 		Meta: map[string]string{MetaCallKey: e.callKey.public}}
+	// Compare-and-set on the key's last change seen (r; 0 when nothing is kept for it), a
+	// dead claim included, which is overwritten:
+	// every earlier term's token is at most its first record's revision, which is at most
+	// r, and this record lands above r. With nothing kept, the bucket's last revision read
+	// after seeing that bounds every earlier term's token in the same way.
+	r := o.rev
+	if o.never {
+		r = 0
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
 	var err error
 	if e.acquireOp(ctx) {
-		rev, err = e.claims.Create(ctx, w.name, c.Encode(), e.cfg.TTL)
+		c.Token = r + 1
+		if r == 0 {
+			var last uint64
+			if last, err = e.claims.LastRevision(ctx); err == nil {
+				e.noteRevision(last)
+				c.Token = last + 1
+			}
+		}
+		if err == nil {
+			rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.ClaimTTL)
+		}
 		e.releaseOp()
 	} else {
 		err = ctx.Err()
@@ -363,17 +475,27 @@ func (w *worker) claim(o observation) {
 	switch {
 	case err == nil:
 		e.metrics.ClaimAttempt(w.name, true)
-		if o.expired {
+		switch {
+		case o.present:
+			from := o.claim.Node
+			if o.malformed != nil {
+				from = "unknown"
+			}
+			w.log().Info("claim not renewed within TTL; taking over", "previous", from, "revision", o.rev, "lease", o.claim.Lease)
 			e.metrics.Takeover(w.name)
-			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, Reason: "ttl"})
+			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
+		case !o.released && !o.never && !o.cleared:
+			e.metrics.Takeover(w.name)
+			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: o.last.Node, Reason: "ttl"})
 		}
-		c.Token = rev
+		e.noteRevision(rev)
 		if e.Preferred(w.name) != e.node {
 			// Claimed as a fallback: once things settle, hand it to its preferred node.
 			e.kickRebalance()
 		}
-		w.term(rev, c, sent)
-	case errors.Is(err, kv.ErrExists):
+		w.term(rev, c)
+	case errors.Is(err, kv.ErrConflict):
+		// Written since we looked: someone else's claim, or a marker we had not seen.
 		e.metrics.ClaimAttempt(w.name, false)
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
@@ -386,60 +508,51 @@ func (w *worker) claim(o observation) {
 	}
 }
 
-// clear deletes a claim at the revision seen: a dead foreign claim (stale), which our own
-// clock has timed out, or our own leftover, whose worker has stopped and which we release.
-// Compare-and-set makes it a no-op if anything was written since.
-func (w *worker) clear(o observation, stale bool) {
+// clear releases our own claim at the revision seen (a live claim, or the marker of one
+// deleted or expired under us), once its worker has stopped: the release marker tells
+// contenders they need not wait for our node lease to end. Compare-and-set makes it a
+// no-op if anything was written since.
+func (w *worker) clear(o observation) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-	var err error
-	if stale {
-		err = e.claims.Delete(ctx, w.name, o.rev)
-	} else {
-		err = e.claims.Release(ctx, w.name, o.rev, releaseRecord(o.claim))
-	}
+	mrev, err := e.claims.Release(ctx, w.name, o.rev, releaseRecord(o.claim))
 	cancel()
 	switch {
 	case err == nil:
-		if stale {
-			from := o.claim.Node
-			if o.malformed != nil {
-				from = "unknown"
-			}
-			w.log().Info("claim not renewed within TTL; taking over", "previous", from, "revision", o.rev)
-			e.metrics.Takeover(w.name)
-			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
-		}
-		w.observe(observation{known: true, rev: o.rev + 1, cleared: stale, released: !stale})
+		w.observe(observation{known: true, rev: mrev, released: true})
 	case errors.Is(err, kv.ErrConflict):
 		if err := w.refresh(e.ctx); err != nil {
 			w.wait(e.cfg.RenewInterval / 4)
 		}
 	default:
-		w.log().Debug("clearing claim failed; retrying", "err", err)
+		w.log().Debug("releasing claim failed; retrying", "err", err)
 		w.wait(e.cfg.RenewInterval / 4)
 	}
 }
 
 // term runs one ownership term: start the worker, renew, and end the term on a stop, a
 // lost claim or a passed deadline.
-func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
+func (w *worker) term(rev uint64, c kv.Claim) {
 	e := w.e
 	clock := e.cfg.Clock
-	token := rev
-	lease := newLease(w.name, e.node, token, sent.Add(e.cfg.RenewDeadline))
+	token := c.Token
+	lease := newLease(w.name, e.node, token, time.Time{})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	// The term hangs off the node lease: its deadline is the node lease's, and the node
+	// lease's own timer — not a step of any loop, which may be stuck (paused process,
+	// blocked call) — ends the worker's context when it passes.
+	h := &termHandle{lease: lease, cancel: cancel}
+	if !e.bindTerm(h) {
+		w.log().Warn("node lease not live when the claim landed; releasing it", "token", token)
+		w.observe(observation{known: true, present: true, rev: rev, claim: c})
+		return
+	}
+	defer e.unbindTerm(h)
 	w.setOwning(true)
 	defer w.setOwning(false)
 	e.publish(Event{Kind: KindWorker, Type: EventClaimed, Name: w.name, Token: token})
 	w.log().Info("claimed", "token", token)
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	// The fence is a timer armed at every renewal, not a step of the renew loop: if the loop
-	// is stuck (paused process, blocked call), the worker's context still ends on time.
-	dl, _ := lease.Deadline()
-	fence := clock.AfterFunc(dl.Sub(clock.Now()), func() { cancel(ErrLeaseExpired) })
-	defer fence.Stop()
 	// A lost term fences now: the deadline is pulled in, so a supervised command is killed
 	// FenceGrace from now, not FenceGrace after the last renewal's deadline.
 	lost := func() {
@@ -460,11 +573,14 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 		w.runWorker(ctx, lease)
 	}()
 
-	c.Token = token
-	renew := clock.NewTimer(e.cfg.RenewInterval)
-	defer renew.Stop()
+	// The claim needs no renewal; it is written again at about half its server TTL, a
+	// backstop, at a random point so that a node's claims do not come due together.
+	refreshEvery := func() time.Duration {
+		return e.cfg.ClaimTTL/2 - time.Duration(rand.Int64N(int64(e.cfg.ClaimTTL/10)))
+	}
+	refresh := clock.NewTimer(refreshEvery())
+	defer refresh.Stop()
 	var stopDeadline <-chan time.Time
-	var unacked time.Time // send time of the first renewal since the last success that got no reply
 	stopping := false
 	handoff := ""
 	ended := ctx.Done()
@@ -536,38 +652,23 @@ func (w *worker) term(rev uint64, c kv.Claim, sent time.Time) {
 		case <-ended:
 			w.endTerm(ctx, rev, c, runDone)
 			return
-		case <-renew.C():
-			if f := e.testBeforeRenew; f != nil {
-				f(w.name)
-			}
-			next, nrev, err := w.renew(rev, c, lease, stopping)
-			if errors.Is(err, kv.ErrConflict) && !unacked.IsZero() {
-				// An earlier attempt whose reply was lost may have landed: then the claim is
-				// still ours, renewed no earlier than that attempt was sent.
-				if landed, ok := w.ownLanded(c.Term); ok {
-					next, nrev, err = unacked.Add(e.cfg.RenewDeadline), landed, nil
-				}
-			}
-			if err == nil {
-				unacked = time.Time{}
+		case <-refresh.C():
+			nrev, err := w.refreshClaim(rev, c)
+			switch {
+			case err == nil:
 				rev = nrev
-				if ctx.Err() == nil || stopping {
-					// A renewal that came back after the deadline does not revive the term.
-					if d, _ := lease.Deadline(); clock.Now().Before(d) {
-						lease.extend(next)
-						fence.Reset(next.Sub(clock.Now()))
-					}
+				refresh.Reset(refreshEvery())
+			case errors.Is(err, kv.ErrConflict):
+				// A write whose reply was lost may have landed: then the claim is still ours.
+				if landed, ok := w.ownLanded(c.Term); ok {
+					rev = landed
+				} else {
+					lost()
 				}
-				renew.Reset(e.cfg.RenewInterval)
-			} else if errors.Is(err, kv.ErrConflict) {
-				lost()
-				renew.Reset(e.cfg.RenewInterval)
-			} else {
-				if unacked.IsZero() {
-					unacked = next.Add(-e.cfg.RenewDeadline) // this attempt's send time
-				}
-				w.log().Warn("renewal failed; retrying", "err", err)
-				renew.Reset(e.cfg.RenewInterval / 4)
+				refresh.Reset(refreshEvery())
+			default:
+				w.log().Warn("claim refresh failed; retrying", "err", err)
+				refresh.Reset(e.cfg.RenewInterval)
 			}
 		}
 	}
@@ -586,24 +687,17 @@ func (w *worker) ownLanded(term string) (uint64, bool) {
 	return ce.Revision, true
 }
 
-// renew writes the claim again at rev; it returns the new deadline and revision.
-func (w *worker) renew(rev uint64, c kv.Claim, lease *Lease, stopping bool) (time.Time, uint64, error) {
+// refreshClaim writes the claim again at rev, renewing its server TTL (the backstop).
+func (w *worker) refreshClaim(rev uint64, c kv.Claim) (uint64, error) {
 	e := w.e
-	clock := e.cfg.Clock
-	sent := clock.Now()
-	c.Renewed = sent.UTC()
-	if stopping {
-		c.State = kv.StateStopping
-	}
-	timeout := e.cfg.RenewInterval
-	if d, _ := lease.Deadline(); !stopping && d.Sub(sent) < timeout && d.Sub(sent) > 0 {
-		timeout = d.Sub(sent)
-	}
-	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	c.Renewed = e.cfg.Clock.Now().UTC()
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
-	nrev, err := e.claims.Update(ctx, w.name, c.Encode(), rev, e.cfg.TTL)
-	e.metrics.Renewal(w.name, clock.Now().Sub(sent), err)
-	return sent.Add(e.cfg.RenewDeadline), nrev, err
+	if !e.acquireOp(ctx) {
+		return 0, fmt.Errorf("%w: refreshing claim %q: %w", kv.ErrUnavailable, w.name, ctx.Err())
+	}
+	defer e.releaseOp()
+	return e.claims.Update(ctx, w.name, c.Encode(), rev, e.cfg.ClaimTTL)
 }
 
 // endTerm handles a term that ended without a planned stop: the lease was lost or its
@@ -647,7 +741,7 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.ShutdownGrace)
 	defer cancel()
 	if !e.acquireRelease(ctx) {
-		w.log().Warn("could not release claim in time; it will expire")
+		w.log().Warn("could not release claim in time; it is released later, or taken over a TTL after this node's lease ends")
 		return
 	}
 	defer e.doneRelease()
@@ -657,9 +751,10 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
-		err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
+		mrev, err := e.claims.Release(actx, w.name, rev, releaseRecord(c))
 		acancel()
 		if err == nil {
+			w.observe(observation{known: true, rev: mrev, released: true})
 			released()
 			return
 		}
@@ -670,6 +765,9 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 			acancel()
 			switch {
 			case errors.Is(gerr, kv.ErrNotFound):
+				// Deleted or expired under us: leave our word over the marker, so that no
+				// one waits for our node lease to end.
+				w.releaseOverMarker(ctx, c)
 				released()
 				return
 			case gerr == nil && ce.Err == nil && ce.Claim.Term == c.Term:
@@ -682,7 +780,7 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 			err = gerr
 		}
 		if ctx.Err() != nil {
-			w.log().Warn("could not release claim; it will expire", "err", err)
+			w.log().Warn("could not release claim; it is released later, or taken over a TTL after this node's lease ends", "err", err)
 			return
 		}
 		select {
@@ -690,6 +788,22 @@ func (w *worker) release(rev uint64, c kv.Claim, reason string) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// releaseOverMarker writes c's release record over the delete or expiry marker that
+// removed it, unless a release is there already.
+func (w *worker) releaseOverMarker(ctx context.Context, c kv.Claim) {
+	e := w.e
+	actx, cancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
+	defer cancel()
+	m, err := e.claims.Latest(actx, w.name)
+	if err != nil || m.Op == kv.OpPut {
+		return
+	}
+	if _, ok := kv.DecodeRelease(w.name, m.Value); ok {
+		return
+	}
+	_, _ = e.claims.Release(actx, w.name, m.Revision, releaseRecord(c))
 }
 
 // runWorker calls the worker function, again after failures as the restart policy says,
