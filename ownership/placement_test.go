@@ -121,6 +121,10 @@ func balanced(count map[string]int, total int, tol float64, nodes ...string) boo
 	return true
 }
 
+// stickyTol is how far from an even share placement may leave a node: owners keep their
+// workers while every node is within RebalanceThreshold of its share (plus rounding).
+const stickyTol = DefaultRebalanceThreshold + 0.01
+
 const fleetTTL = 5 * time.Second // 1,000 workers per node renew every second
 
 func TestSpreadAtStart(t *testing.T) {
@@ -156,7 +160,7 @@ func TestRollingStartRebalances(t *testing.T) {
 	startNode(t, srv, "b", cfg, f.register(ws, "b"))
 	waitFor(t, "a and b to share", 60*time.Second, func() bool {
 		c, n := f.perNode(t, ws)
-		return n == len(ws) && balanced(c, n, 0.02, "a", "b")
+		return n == len(ws) && balanced(c, n, stickyTol, "a", "b")
 	})
 	start := time.Now()
 	startNode(t, srv, "c", cfg, f.register(ws, "c"))
@@ -164,7 +168,7 @@ func TestRollingStartRebalances(t *testing.T) {
 	waitFor(t, "three to share", 60*time.Second, func() bool {
 		var n int
 		count, n = f.perNode(t, ws)
-		return n == len(ws) && balanced(count, n, 0.02, "a", "b", "c")
+		return n == len(ws) && balanced(count, n, stickyTol, "a", "b", "c")
 	})
 	t.Logf("converged %v after the third node joined: %v", time.Since(start).Round(time.Millisecond), count)
 	f.checkNoOverlap(t, ws)
@@ -181,7 +185,7 @@ func TestCrashSpreadsOverSurvivors(t *testing.T) {
 	nodes := startTogether(t, srv, ConfigForTTL(fleetTTL), func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
 	waitFor(t, "balance", 60*time.Second, func() bool {
 		c, n := f.perNode(t, ws)
-		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+		return n == len(ws) && balanced(c, n, stickyTol, "a", "b", "c")
 	})
 	before, _ := f.perNode(t, ws)
 	crash := time.Now()
@@ -212,7 +216,7 @@ func TestDrain(t *testing.T) {
 	nodes := startTogether(t, srv, ConfigForTTL(fleetTTL), func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
 	waitFor(t, "balance", 60*time.Second, func() bool {
 		c, n := f.perNode(t, ws)
-		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+		return n == len(ws) && balanced(c, n, stickyTol, "a", "b", "c")
 	})
 	start := time.Now()
 	nodes[0].e.SetDraining(context.Background(), true)
@@ -220,7 +224,7 @@ func TestDrain(t *testing.T) {
 	var n int
 	waitFor(t, "a drained", 60*time.Second, func() bool {
 		count, n = f.perNode(t, ws)
-		ok := n == len(ws) && count["a"] == 0 && balanced(count, n, 0.02, "b", "c")
+		ok := n == len(ws) && count["a"] == 0 && balanced(count, n, stickyTol, "b", "c")
 		if !ok && time.Since(start) > 55*time.Second {
 			t.Logf("still: %v running %d, a owns %v", count, n, nodes[0].e.Owned())
 		}
@@ -233,7 +237,7 @@ func TestDrain(t *testing.T) {
 	nodes[0].e.SetDraining(context.Background(), false)
 	waitFor(t, "a back in", 60*time.Second, func() bool {
 		c, n := f.perNode(t, ws)
-		return n == len(ws) && balanced(c, n, 0.02, "a", "b", "c")
+		return n == len(ws) && balanced(c, n, stickyTol, "a", "b", "c")
 	})
 	f.checkNoOverlap(t, ws)
 }
