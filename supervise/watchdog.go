@@ -251,8 +251,12 @@ loop:
 		exit.Msg = "the command did not exit after SIGKILL"
 	}
 	if !drained {
-		for _, c := range children(w.self) {
-			if c.pid != w.pid && !c.zombie {
+		for _, pid := range w.children() {
+			if pid == w.pid {
+				continue
+			}
+			var ws unix.WaitStatus
+			if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p != pid {
 				exit.Lingering++
 			}
 		}
@@ -330,31 +334,31 @@ func (w *watchdog) signalGroup(sig syscall.Signal) {
 // died, sends StopSignal to those outside the group and SIGKILL to all after killAll, and
 // reports whether none are left. A scan that finds no
 // child but the command is conclusive: a live descendant always has a live ancestor among
-// our children, and a child stays visible (as a zombie) until we reap it.
+// our children, and a child stays listed (as a zombie) until we reap it.
 func (w *watchdog) drain() bool {
 	for {
 		alive, reaped := 0, 0
-		for _, c := range children(w.self) {
-			switch {
-			case c.pid == w.pid:
-			case c.zombie:
-				var ws unix.WaitStatus
-				_, _ = unix.Wait4(c.pid, &ws, unix.WNOHANG, nil)
+		for _, pid := range w.children() {
+			if pid == w.pid {
+				continue
+			}
+			var ws unix.WaitStatus
+			if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
 				reaped++
-			default:
-				alive++
-				// c is our unreaped child, so its pid cannot be reused under us.
-				switch {
-				case w.killed:
-					_ = unix.Kill(c.pid, syscall.SIGKILL)
-				case w.stopSent && !w.asked[c.pid]:
-					// It left the command's group and missed the group's StopSignal.
-					if w.asked == nil {
-						w.asked = make(map[int]bool)
-					}
-					w.asked[c.pid] = true
-					_ = unix.Kill(c.pid, syscall.Signal(w.cfg.StopSignal))
+				continue
+			}
+			alive++
+			// pid is our unreaped child, so it cannot be reused under us.
+			switch {
+			case w.killed:
+				_ = unix.Kill(pid, syscall.SIGKILL)
+			case w.stopSent && !w.asked[pid]:
+				// It left the command's group and missed the group's StopSignal.
+				if w.asked == nil {
+					w.asked = make(map[int]bool)
 				}
+				w.asked[pid] = true
+				_ = unix.Kill(pid, syscall.Signal(w.cfg.StopSignal))
 			}
 		}
 		if alive > 0 {
@@ -364,6 +368,19 @@ func (w *watchdog) drain() bool {
 			return true
 		}
 	}
+}
+
+// children lists our children's pids: from /proc/self/task/*/children, or from a scan of
+// all /proc when the kernel does not have that file.
+func (w *watchdog) children() []int {
+	if pids, ok := ownChildren(); ok {
+		return pids
+	}
+	var pids []int
+	for _, c := range children(w.self) {
+		pids = append(pids, c.pid)
+	}
+	return pids
 }
 
 // reapOrphans reaps descendants reparented to us while the command runs, and closes
