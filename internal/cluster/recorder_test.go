@@ -90,6 +90,22 @@ func TestRecorder(t *testing.T) {
 	_ = third.Wait()
 }
 
+// TestRecorderStampsMain: a run carries the stamp of the copy's first code, taken before
+// its set-up (opening runs.log, taking the lock), so that a handoff's "new command's start"
+// does not include the recorder's own set-up (issue 14).
+func TestRecorderStampsMain(t *testing.T) {
+	dir := t.TempDir()
+	before := MonoNow()
+	cmd := startRecorder(t, dir, "w", "a", "1")
+	runs := waitRuns(t, dir, func(rs []Run) bool { return len(rs) == 1 })
+	r := runs[0]
+	if r.Main == 0 || r.Main < before || r.Main > r.Start {
+		t.Errorf("main stamp %d: want one between the exec (after %d) and the start stamp %d", r.Main, before, r.Start)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+}
+
 func TestRecorderNeedsEnvironment(t *testing.T) {
 	cmd := exec.Command(bins.Recorder, t.TempDir())
 	cmd.Env = []string{"COORD_WORKER=w"}
