@@ -41,6 +41,12 @@
 //   - handoff_ms_median, _p99 (-handoffs, 10): SIGTERM a node → a worker it ran starts on
 //     another node. Times are the recorder's CLOCK_MONOTONIC start stamp minus a stamp
 //     taken just before the signal.
+//   - handoff_exit_ms_median, _p99: the same handoffs' first leg, SIGTERM → the old
+//     command's stop stamp (written as it exits); handoff_move_ms_median, _p99: the second
+//     leg, that stamp → the new command's main stamp (taken first thing in the recorder
+//     process, before it opens its log and takes its lock; only the exec and the Go
+//     runtime's start-up come before); handoff_setup_ms_median, _p99: the recorder's own
+//     set-up after that (main stamp → start stamp), which handoff_ms includes.
 //   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).
