@@ -9,7 +9,9 @@ import (
 // fork and exec of the whole coordinator binary and its package initialisation — is most
 // of the time between a claim and the command's start (about 40 ms of a 70 ms handoff on
 // loopback, issue 14); a spare makes it a write to a pipe. A taken spare is replaced in the
-// background. A spare is an idle process that exits when its pipe closes: with Close, or
+// background once the command that took it has started (or failed to), so that the
+// spare's own start — a fork and exec of the whole binary — does not compete for the CPU
+// with the command's. A spare is an idle process that exits when its pipe closes: with Close, or
 // when the coordinator dies. The zero value is not usable: NewSpares. A nil *Spares keeps
 // none.
 type Spares struct {
@@ -63,7 +65,8 @@ func (s *Spares) refillLocked(shim string) {
 	}()
 }
 
-// take returns the spare watchdog of shim, or nil, and starts the next one.
+// take returns the spare watchdog of shim, or nil. Run starts the next one with Prepare
+// once its command has started.
 func (s *Spares) take(shim string) *run {
 	if s == nil {
 		return nil
@@ -72,7 +75,6 @@ func (s *Spares) take(shim string) *run {
 	defer s.mu.Unlock()
 	r := s.spare[shim]
 	delete(s.spare, shim)
-	s.refillLocked(shim)
 	return r
 }
 

@@ -24,6 +24,14 @@ func TestSpares(t *testing.T) {
 	log := newLogRecorder()
 	spec := shSpec(t, t.TempDir(), `echo hello`, log)
 	spec.Spares = sp
+	// The next spare must not start while this command starts: its fork and exec of the
+	// whole binary would compete with the command's for the CPU (issue 14).
+	refilling := false
+	spec.OnStart = func(int) {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		refilling = sp.filling[DefaultShim] || sp.spare[DefaultShim] != nil
+	}
 	watchdog := ""
 	if err := Run(context.Background(), spec, newTestLease(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -32,6 +40,9 @@ func TestSpares(t *testing.T) {
 		if r.msg == "command started" {
 			watchdog = r.attrs["watchdog_pid"]
 		}
+	}
+	if refilling {
+		t.Errorf("the next spare was started before the command that took the spare had started")
 	}
 	if watchdog != strconv.Itoa(sparePid) {
 		t.Errorf("the command ran under watchdog %s, not the spare %d", watchdog, sparePid)
