@@ -14,6 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ExecStampEnv is the environment variable in which every command gets the
+// CLOCK_MONOTONIC reading, in nanoseconds, taken just before its watchdog forked and
+// exec'd it: the command's start as the coordinator sees it, which a command can compare
+// with its own clock readings (its exec and runtime start-up come after it).
+const ExecStampEnv = "COORD_EXEC_NS"
+
 const (
 	// lingerTimeout bounds how long the watchdog waits, after SIGKILL, for the command's
 	// processes to disappear (a process in uninterruptible sleep cannot be killed).
@@ -131,9 +137,10 @@ func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 
+	env := append(w.cfg.Env[:len(w.cfg.Env):len(w.cfg.Env)], fmt.Sprintf("%s=%d", ExecStampEnv, monoNow()))
 	pid, err := syscall.ForkExec(w.cfg.Path, w.cfg.Args, &syscall.ProcAttr{
 		Dir:   w.cfg.Dir,
-		Env:   w.cfg.Env,
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
