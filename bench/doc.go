@@ -43,10 +43,11 @@
 //     taken just before the signal.
 //   - handoff_exit_ms_median, _p99: the same handoffs' first leg, SIGTERM → the old
 //     command's stop stamp (written as it exits); handoff_move_ms_median, _p99: the second
-//     leg, that stamp → the new command's main stamp (taken first thing in the recorder
-//     process, before it opens its log and takes its lock; only the exec and the Go
-//     runtime's start-up come before); handoff_setup_ms_median, _p99: the recorder's own
-//     set-up after that (main stamp → start stamp), which handoff_ms includes.
+//     leg, that stamp → the new command's exec (its watchdog's CLOCK_MONOTONIC reading just
+//     before the fork and exec, COORD_EXEC_NS); handoff_setup_ms_median, _p99: the
+//     command's own start-up after that, exec → the recorder's start stamp (the exec, the
+//     Go runtime's start, opening its log, taking its lock), which handoff_ms includes, and
+//     handoff_runtime_ms_median, _p99, its part up to the recorder's first own code.
 //   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -96,11 +97,15 @@ func TestRecorder(t *testing.T) {
 func TestRecorderStampsMain(t *testing.T) {
 	dir := t.TempDir()
 	before := MonoNow()
+	t.Setenv("COORD_EXEC_NS", strconv.FormatInt(int64(before), 10)) // as a watchdog sets it
 	cmd := startRecorder(t, dir, "w", "a", "1")
 	runs := waitRuns(t, dir, func(rs []Run) bool { return len(rs) == 1 })
 	r := runs[0]
 	if r.Main == 0 || r.Main < before || r.Main > r.Start {
 		t.Errorf("main stamp %d: want one between the exec (after %d) and the start stamp %d", r.Main, before, r.Start)
+	}
+	if r.Exec != before {
+		t.Errorf("exec stamp %d, want COORD_EXEC_NS %d", r.Exec, before)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()

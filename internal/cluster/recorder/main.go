@@ -13,7 +13,9 @@
 // to DIR/runs.log, preceded by a "main" line of the same shape whose stamp was taken
 // first thing in the process, before its set-up (opening runs.log, taking the lock): the
 // command's start as early as the recorder can see it (only the exec and the Go runtime's
-// own start-up come before). Then a "beat" line of the same shape every 100 ms, and a "stop" line when
+// own start-up come before), and, when the command runs under a coordinator's watchdog,
+// an "exec" line stamped with COORD_EXEC_NS, the watchdog's reading just before it exec'd
+// the copy. Then a "beat" line of the same shape every 100 ms, and a "stop" line when
 // it gets SIGTERM, SIGINT or SIGHUP, then exits 0. Each line is one write(2) on a file
 // opened with O_APPEND, so lines of concurrent copies never interleave. A SIGKILLed copy
 // leaves no stop line; readers (cluster.ReadRuns) end it at its last beat + 100 ms.
@@ -35,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -128,6 +131,10 @@ func main() {
 	}
 	lockFile = lock
 
+	// COORD_EXEC_NS: the watchdog's stamp, just before it exec'd this copy.
+	if v, err := strconv.ParseInt(os.Getenv("COORD_EXEC_NS"), 10, 64); err == nil && v > 0 {
+		lineAt("exec", v)
+	}
 	if mainStamp != 0 {
 		lineAt("main", mainStamp)
 	}
