@@ -13,7 +13,10 @@ import (
 // it only while nothing of ours reaps (reapOrphans has returned, and drain reaps between
 // reads), and a child leaves our list only when reaped, so every child present for the
 // whole read is listed. Orphans reparented to us are appended at the end of a list, which
-// does not disturb the read. ok is false when the kernel has no such file
+// does not disturb the read. Each list is a thread's: the command is a child of the thread
+// that forked it, locked to it for the watchdog's life (runWatchdog), and the kernel gives
+// orphans to a live thread of their reaper starting with that one, so no child moves from
+// one list to another while we read. ok is false when the kernel has no such file
 // (CONFIG_PROC_CHILDREN unset); use children then.
 func ownChildren() (pids []int, ok bool) {
 	tasks, err := os.ReadDir("/proc/self/task")
