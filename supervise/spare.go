@@ -4,15 +4,15 @@ import (
 	"sync"
 )
 
-// Spares keeps a watchdog started ahead of time for each shim, so that Run takes one that
+// Spares keeps watchdogs started ahead of time for each shim (Keep), so that Run takes one that
 // already waits for its start message instead of starting one. Starting a watchdog — a
 // fork and exec of the whole coordinator binary and its package initialisation — is most
 // of the time between a claim and the command's start (about 40 ms of a 70 ms handoff on
 // loopback, issue 14); a spare makes it a write to a pipe. A taken spare is replaced in the
 // background once the command that took it has started (or failed to), so that the
 // spare's own start — a fork and exec of the whole binary — does not compete for the CPU
-// with the command's. A spare is an idle process that exits when its pipe closes: with Close, or
-// when the coordinator dies. The zero value is not usable: NewSpares. A nil *Spares keeps
+// with the command's. A spare is an idle process that exits when its pipe closes: with
+// Close, or when the coordinator dies. The zero value is not usable: NewSpares. A nil *Spares keeps
 // none.
 type Spares struct {
 	mu      sync.Mutex
