@@ -41,6 +41,13 @@
 //   - handoff_ms_median, _p99 (-handoffs, 10): SIGTERM a node → a worker it ran starts on
 //     another node. Times are the recorder's CLOCK_MONOTONIC start stamp minus a stamp
 //     taken just before the signal.
+//   - handoff_exit_ms_median, _p99: the same handoffs' first leg, SIGTERM → the old
+//     command's stop stamp (written as it exits); handoff_move_ms_median, _p99: the second
+//     leg, that stamp → the new command's exec (its watchdog's CLOCK_MONOTONIC reading just
+//     before the fork and exec, COORD_EXEC_NS); handoff_setup_ms_median, _p99: the
+//     command's own start-up after that, exec → the recorder's start stamp (the exec, the
+//     Go runtime's start, opening its log, taking its lock), which handoff_ms includes, and
+//     handoff_runtime_ms_median, _p99, its part up to the recorder's first own code.
 //   - failover_kill_ms_ttl2s_median, _p99 (-kills2, 10): the same with SIGKILL.
 //
 // ttl5 — three nodes at TTL 5s: failover_kill_ms_ttl5s_median, _p99 (-kills5, 6).

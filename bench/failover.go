@@ -173,9 +173,10 @@ func ownershipTimings(ttl time.Duration) timings {
 
 // failoverSample stops node index target — SIGKILL, or SIGTERM when graceful — and
 // returns a probe worker it ran, the time from the signal to the start of that worker on
-// another node (recorder stamps), and whether the node led the workers stream. The node
-// is started again before it returns.
-func (b *benchCluster) failoverSample(target int, graceful bool) (string, time.Duration, bool, error) {
+// another node (recorder stamps), and whether the node led the workers stream. A graceful
+// sample also adds the handoff's legs to res (sampleHandoffLegs). The node is started
+// again before it returns.
+func (b *benchCluster) failoverSample(target int, graceful bool, res *Results) (string, time.Duration, bool, error) {
 	if err := b.settle(); err != nil {
 		return "", 0, false, err
 	}
@@ -212,6 +213,9 @@ func (b *benchCluster) failoverSample(target int, graceful bool) (string, time.D
 	})
 	if terr := <-termDone; terr != nil && err == nil {
 		err = terr
+	}
+	if graceful && err == nil {
+		err = sampleHandoffLegs(res, b.c.RunsPath(), w, t0, owner.Name())
 	}
 	if serr := owner.Start(); serr != nil && err == nil {
 		err = serr
@@ -318,7 +322,7 @@ func (t *runTail) startedAfter(w string, t0 cluster.Mono, not string) (tailRun, 
 func measureFailover(ctx context.Context, b *benchCluster, kills, handoffs int, res *Results, killName string) error {
 	rng := rand.New(rand.NewPCG(uint64(b.ttl), 1))
 	for i := 0; i < handoffs && ctx.Err() == nil; i++ {
-		w, d, _, err := b.failoverSample(rng.IntN(b.c.Len()), true)
+		w, d, _, err := b.failoverSample(rng.IntN(b.c.Len()), true, res)
 		if err != nil {
 			return fmt.Errorf("handoff %d: %w", i+1, err)
 		}
@@ -326,7 +330,7 @@ func measureFailover(ctx context.Context, b *benchCluster, kills, handoffs int, 
 		res.Sample("handoff_ms", ms(d))
 	}
 	for i := 0; i < kills && ctx.Err() == nil; i++ {
-		w, d, leader, err := b.failoverSample(rng.IntN(b.c.Len()), false)
+		w, d, leader, err := b.failoverSample(rng.IntN(b.c.Len()), false, res)
 		if err != nil {
 			return fmt.Errorf("kill %d at TTL %v: %w", i+1, b.ttl, err)
 		}

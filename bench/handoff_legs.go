@@ -7,11 +7,17 @@ import (
 )
 
 // The two legs of a SIGTERM handoff, from the recorder's stamps (issue 14): SIGTERM → the
-// old command's exit (its stop line), and that exit → the new command's start on another
-// node. The second leg is what the coordinator adds to the command's own stop.
+// old command's exit (its stop line, written as it exits), and that exit → the new
+// command's start on another node. The new command's start is its watchdog's stamp just
+// before the exec (COORD_EXEC_NS, the recorder's exec line): what the coordinator adds to
+// the command's own stop. What follows is the command's own start-up, a third figure:
+// exec → the recorder's start line (the exec, the Go runtime's start-up, opening runs.log,
+// taking the lock), split at its main stamp, the first moment its own code ran.
 const (
-	handoffExitSamples = "handoff_exit_ms" // SIGTERM → old command's exit
-	handoffMoveSamples = "handoff_move_ms" // old command's exit → new command's start
+	handoffExitSamples    = "handoff_exit_ms"    // SIGTERM → old command's exit
+	handoffMoveSamples    = "handoff_move_ms"    // old command's exit → new command's exec
+	handoffRuntimeSamples = "handoff_runtime_ms" // new command's exec → its main
+	handoffSetupSamples   = "handoff_setup_ms"   // new command's exec → its start line
 )
 
 // sampleHandoffLegs adds the legs of the handoff of worker w, whose owner from got SIGTERM
@@ -33,17 +39,29 @@ func sampleHandoffLegs(res *Results, runsPath, w string, t0 cluster.Mono, from s
 	if old == nil || next == nil {
 		return fmt.Errorf("handoff legs of %s: no stopped run on %s and later run elsewhere in %s", w, from, runsPath)
 	}
+	exec := next.Exec
+	if exec == 0 { // a recorder without exec lines: its main stamp, or its start line
+		exec = next.Main
+	}
+	if exec == 0 {
+		exec = next.Start
+	}
 	res.Sample(handoffExitSamples, ms(old.End.Sub(t0)))
-	res.Sample(handoffMoveSamples, ms(next.Start.Sub(old.End)))
+	res.Sample(handoffMoveSamples, ms(exec.Sub(old.End)))
+	if next.Main != 0 {
+		res.Sample(handoffRuntimeSamples, ms(next.Main.Sub(exec)))
+	}
+	res.Sample(handoffSetupSamples, ms(next.Start.Sub(exec)))
 	return nil
 }
 
 // handoffLegFigures adds the medians and p99s of the legs sampled so far.
 func handoffLegFigures(res *Results) {
-	for _, name := range []string{handoffExitSamples, handoffMoveSamples} {
+	for _, name := range []string{handoffExitSamples, handoffMoveSamples, handoffRuntimeSamples, handoffSetupSamples} {
 		v := res.Samples[name]
 		if len(v) == 0 {
 			res.NA(name+"_median", "no samples")
+			res.NA(name+"_p99", "no samples")
 			continue
 		}
 		res.Add(name+"_median", median(v), "ms")

@@ -573,10 +573,12 @@ func (b *bench) handoffFigures() {
 	if len(v) == 0 {
 		b.res.NA("handoff_ms_median", "no samples")
 		b.res.NA("handoff_ms_p99", "no samples")
+		handoffLegFigures(b.res)
 		return
 	}
 	b.res.Add("handoff_ms_median", median(v), "ms")
 	b.res.Add("handoff_ms_p99", quantile(v, 0.99), "ms")
+	handoffLegFigures(b.res)
 }
 
 func (b *bench) plots() {

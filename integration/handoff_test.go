@@ -332,7 +332,7 @@ func TestHandoffLegs(t *testing.T) {
 		n = v
 	}
 	c := startCluster(t, cluster.Options{TTL: 2 * time.Second, Workers: recorded("w")})
-	var stops, moves []time.Duration
+	var stops, moves, execs []time.Duration
 	for i := 0; i < n; i++ {
 		settle(t, c, "w")
 		old, _ := currentRun(c, "w")
@@ -352,6 +352,11 @@ func TestHandoffLegs(t *testing.T) {
 		stop, move := old.End.Sub(t0), next.Start.Sub(old.End)
 		t.Logf("handoff %d: SIGTERM → old exit %s, old exit → new start %s (%s → %s)", i+1, ms(stop), ms(move), owner.Name(), next.Node)
 		stops, moves = append(stops, stop), append(moves, move)
+		if next.Exec != 0 {
+			// The new command's start as its watchdog stamped it (COORD_EXEC_NS), before its
+			// own exec and start-up, which the start stamp above includes.
+			execs = append(execs, next.Exec.Sub(old.End))
+		}
 		// ClaimGrace is 2×RenewInterval = 2×TTL/5: a planned move never waits for it.
 		if grace := 2 * c.TTL() / 5; move >= grace {
 			t.Errorf("old exit → new start took %s, the claim grace (%s): the successor waited", ms(move), ms(grace))
@@ -365,6 +370,9 @@ func TestHandoffLegs(t *testing.T) {
 	}
 	t.Logf("SIGTERM → old exit: %s", summary(stops))
 	t.Logf("old exit → new start: %s", summary(moves))
+	if len(execs) > 0 {
+		t.Logf("old exit → new command's exec by its watchdog: %s", summary(execs))
+	}
 }
 
 // TestTermRightAfterFormation: in fresh 3-node clusters, SIGTERM the owner of a worker as

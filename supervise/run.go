@@ -296,6 +296,8 @@ func (r *run) wait(ctx context.Context) error {
 	)
 	silence := time.NewTimer(startTimeout)
 	defer silence.Stop()
+	// The next spare starts once this command has started, or failed to (Spares).
+	defer r.spec.Spares.Prepare(r.spec.Shim)
 loop:
 	for {
 		select {
@@ -321,6 +323,7 @@ loop:
 				if r.spec.OnStart != nil {
 					r.spec.OnStart(pid)
 				}
+				r.spec.Spares.Prepare(r.spec.Shim)
 			case evFenced:
 				r.log.Warn("lease deadline passed without extension; watchdog is stopping the command",
 					"pid", pid, "late", time.Duration(m.LateNs))

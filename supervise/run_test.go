@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -397,4 +398,32 @@ func TestLostLeaseFencesNow(t *testing.T) {
 	}
 	waitGone(t, "command", cmd, time.Second)
 	t.Logf("lease lost → Run returned: %v (FenceGrace %v)", returned.Sub(lost), spec.FenceGrace)
+}
+
+// TestExecStamp: the command gets COORD_EXEC_NS, the CLOCK_MONOTONIC reading taken just
+// before its watchdog exec'd it, between the call of Run and the command's start report;
+// one inherited from the coordinator's environment is replaced.
+func TestExecStamp(t *testing.T) {
+	t.Setenv(ExecStampEnv, "1")
+	log := newLogRecorder()
+	spec := shSpec(t, t.TempDir(), `echo "stamp=$`+ExecStampEnv+`"`, log)
+	var started int64
+	spec.OnStart = func(int) { started = monoNow() }
+	before := monoNow()
+	if err := Run(context.Background(), spec, newTestLease(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var r logRecord
+	ok := false
+	var stamp int64
+	for _, rec := range log.records() {
+		if v, found := strings.CutPrefix(rec.msg, "stamp="); found {
+			r, ok = rec, true
+			stamp, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if !ok || stamp < before || stamp > started {
+		t.Errorf("%s=%d (output %q): want a reading between the call of Run (%d) and the start report (%d)",
+			ExecStampEnv, stamp, r.msg, before, started)
+	}
 }

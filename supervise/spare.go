@@ -4,30 +4,40 @@ import (
 	"sync"
 )
 
-// Spares keeps a watchdog started ahead of time for each shim, so that Run takes one that
+// Spares keeps watchdogs started ahead of time for each shim (Keep), so that Run takes one that
 // already waits for its start message instead of starting one. Starting a watchdog — a
 // fork and exec of the whole coordinator binary and its package initialisation — is most
 // of the time between a claim and the command's start (about 40 ms of a 70 ms handoff on
 // loopback, issue 14); a spare makes it a write to a pipe. A taken spare is replaced in the
-// background. A spare is an idle process that exits when its pipe closes: with Close, or
-// when the coordinator dies. The zero value is not usable: NewSpares. A nil *Spares keeps
+// background once the command that took it has started (or failed to), so that the
+// spare's own start — a fork and exec of the whole binary — does not compete for the CPU
+// with the command's. A spare is an idle process that exits when its pipe closes: with
+// Close, or when the coordinator dies. The zero value is not usable: NewSpares. A nil *Spares keeps
 // none.
 type Spares struct {
 	mu      sync.Mutex
-	spare   map[string]*run // by shim
-	filling map[string]bool
+	spare   map[string][]*run // by shim
+	keep    map[string]int    // by shim: how many to keep
+	filling map[string]int    // by shim: launches under way
 	closed  bool
 	wg      sync.WaitGroup // refills under way
 }
 
-// NewSpares returns an empty set of spares; Prepare starts one.
+// NewSpares returns an empty set of spares; Prepare or Keep starts them.
 func NewSpares() *Spares {
-	return &Spares{spare: map[string]*run{}, filling: map[string]bool{}}
+	return &Spares{spare: map[string][]*run{}, keep: map[string]int{}, filling: map[string]int{}}
 }
 
-// Prepare starts a spare watchdog of shim ("" for DefaultShim) in the background, unless
-// one is there or starting.
+// Prepare keeps at least one spare watchdog of shim ("" for DefaultShim), starting it in
+// the background unless one is there or starting.
 func (s *Spares) Prepare(shim string) {
+	s.Keep(shim, 1)
+}
+
+// Keep keeps at least n spare watchdogs of shim ("" for DefaultShim), so that n commands
+// started at once (workers taken over together in a handoff) all find one; it starts the
+// missing ones in the background. Each is an idle process.
+func (s *Spares) Keep(shim string, n int) {
 	if s == nil {
 		return
 	}
@@ -36,43 +46,47 @@ func (s *Spares) Prepare(shim string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.keep[shim] = max(s.keep[shim], n)
 	s.refillLocked(shim)
 }
 
 func (s *Spares) refillLocked(shim string) {
-	if s.closed || s.spare[shim] != nil || s.filling[shim] {
-		return
+	for !s.closed && len(s.spare[shim])+s.filling[shim] < s.keep[shim] {
+		s.filling[shim]++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r := &run{spec: Spec{Name: "spare", Shim: shim}}
+			err := r.launch("spare")
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.filling[shim]--
+			if err != nil {
+				return // Run starts its own; the next Prepare tries again
+			}
+			if s.closed {
+				r.discard()
+				return
+			}
+			s.spare[shim] = append(s.spare[shim], r)
+		}()
 	}
-	s.filling[shim] = true
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		r := &run{spec: Spec{Name: "spare", Shim: shim}}
-		err := r.launch("spare")
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.filling[shim] = false
-		if err != nil {
-			return // Run starts its own; the next take tries again
-		}
-		if s.closed {
-			r.discard()
-			return
-		}
-		s.spare[shim] = r
-	}()
 }
 
-// take returns the spare watchdog of shim, or nil, and starts the next one.
+// take returns a spare watchdog of shim, or nil. Run starts the next one with Prepare
+// once its command has started.
 func (s *Spares) take(shim string) *run {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.spare[shim]
-	delete(s.spare, shim)
-	s.refillLocked(shim)
+	sp := s.spare[shim]
+	if len(sp) == 0 {
+		return nil
+	}
+	r := sp[0]
+	s.spare[shim] = sp[1:]
 	return r
 }
 
@@ -88,10 +102,12 @@ func (s *Spares) Close() {
 	s.wg.Wait()
 	s.mu.Lock()
 	spares := s.spare
-	s.spare = map[string]*run{}
+	s.spare = map[string][]*run{}
 	s.mu.Unlock()
-	for _, r := range spares {
-		r.discard()
+	for _, rs := range spares {
+		for _, r := range rs {
+			r.discard()
+		}
 	}
 }
 

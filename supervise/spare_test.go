@@ -17,13 +17,24 @@ func TestSpares(t *testing.T) {
 	poll(t, "a spare watchdog", func() bool {
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
-		spare = sp.spare[DefaultShim]
-		return spare != nil
+		if len(sp.spare[DefaultShim]) == 0 {
+			return false
+		}
+		spare = sp.spare[DefaultShim][0]
+		return true
 	})
 	sparePid := spare.cmd.Process.Pid
 	log := newLogRecorder()
 	spec := shSpec(t, t.TempDir(), `echo hello`, log)
 	spec.Spares = sp
+	// The next spare must not start while this command starts: its fork and exec of the
+	// whole binary would compete with the command's for the CPU (issue 14).
+	refilling := false
+	spec.OnStart = func(int) {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		refilling = sp.filling[DefaultShim] > 0 || len(sp.spare[DefaultShim]) > 0
+	}
 	watchdog := ""
 	if err := Run(context.Background(), spec, newTestLease(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -32,6 +43,9 @@ func TestSpares(t *testing.T) {
 		if r.msg == "command started" {
 			watchdog = r.attrs["watchdog_pid"]
 		}
+	}
+	if refilling {
+		t.Errorf("the next spare was started before the command that took the spare had started")
 	}
 	if watchdog != strconv.Itoa(sparePid) {
 		t.Errorf("the command ran under watchdog %s, not the spare %d", watchdog, sparePid)
@@ -42,16 +56,56 @@ func TestSpares(t *testing.T) {
 	poll(t, "the next spare", func() bool {
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
-		return sp.spare[DefaultShim] != nil
+		return len(sp.spare[DefaultShim]) == 1
 	})
 	sp.mu.Lock()
-	next := sp.spare[DefaultShim].cmd.Process.Pid
+	next := sp.spare[DefaultShim][0].cmd.Process.Pid
 	sp.mu.Unlock()
 	sp.Close()
 	sp.Close()
 	if _, ok := procStartTime(next); ok {
 		t.Errorf("spare watchdog %d still runs after Close", next)
 	}
+}
+
+// TestSparesKeep: with Keep(2), two commands started at once both run under a spare,
+// and two new spares replace them.
+func TestSparesKeep(t *testing.T) {
+	sp := NewSpares()
+	defer sp.Close()
+	sp.Keep("", 2)
+	spares := map[string]bool{}
+	poll(t, "two spare watchdogs", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		for _, r := range sp.spare[DefaultShim] {
+			spares[strconv.Itoa(r.cmd.Process.Pid)] = true
+		}
+		return len(sp.spare[DefaultShim]) == 2
+	})
+	logs := []*logRecorder{newLogRecorder(), newLogRecorder()}
+	errs := make(chan error, 2)
+	for _, log := range logs {
+		spec := shSpec(t, t.TempDir(), `true`, log)
+		spec.Spares = sp
+		go func() { errs <- Run(context.Background(), spec, newTestLease(time.Minute)) }()
+	}
+	for range logs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, log := range logs {
+		r, ok := log.find("command started")
+		if !ok || !spares[r.attrs["watchdog_pid"]] {
+			t.Errorf("command %d ran under watchdog %q, not one of the spares %v", i, r.attrs["watchdog_pid"], spares)
+		}
+	}
+	poll(t, "two new spares", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return len(sp.spare[DefaultShim]) == 2
+	})
 }
 
 // poll waits up to 10 s for cond.

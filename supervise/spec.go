@@ -131,6 +131,9 @@ func (s Spec) environ() []string {
 	out := make([]string, 0, len(all))
 	for i := len(all) - 1; i >= 0; i-- {
 		k, _, _ := strings.Cut(all[i], "=")
+		if k == ExecStampEnv {
+			continue // the watchdog sets it
+		}
 		if seen[k] {
 			continue
 		}

@@ -14,6 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ExecStampEnv is the environment variable in which every command gets the
+// CLOCK_MONOTONIC reading, in nanoseconds, taken just before its watchdog forked and
+// exec'd it: the command's start as the coordinator sees it, which a command can compare
+// with its own clock readings (its exec and runtime start-up come after it).
+const ExecStampEnv = "COORD_EXEC_NS"
+
 const (
 	// lingerTimeout bounds how long the watchdog waits, after SIGKILL, for the command's
 	// processes to disappear (a process in uninterruptible sleep cannot be killed).
@@ -131,9 +137,10 @@ func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 
+	env := append(w.cfg.Env[:len(w.cfg.Env):len(w.cfg.Env)], fmt.Sprintf("%s=%d", ExecStampEnv, monoNow()))
 	pid, err := syscall.ForkExec(w.cfg.Path, w.cfg.Args, &syscall.ProcAttr{
 		Dir:   w.cfg.Dir,
-		Env:   w.cfg.Env,
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
@@ -251,8 +258,12 @@ loop:
 		exit.Msg = "the command did not exit after SIGKILL"
 	}
 	if !drained {
-		for _, c := range children(w.self) {
-			if c.pid != w.pid && !c.zombie {
+		for _, pid := range w.children() {
+			if pid == w.pid {
+				continue
+			}
+			var ws unix.WaitStatus
+			if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p != pid {
 				exit.Lingering++
 			}
 		}
@@ -330,31 +341,31 @@ func (w *watchdog) signalGroup(sig syscall.Signal) {
 // died, sends StopSignal to those outside the group and SIGKILL to all after killAll, and
 // reports whether none are left. A scan that finds no
 // child but the command is conclusive: a live descendant always has a live ancestor among
-// our children, and a child stays visible (as a zombie) until we reap it.
+// our children, and a child stays listed (as a zombie) until we reap it.
 func (w *watchdog) drain() bool {
 	for {
 		alive, reaped := 0, 0
-		for _, c := range children(w.self) {
-			switch {
-			case c.pid == w.pid:
-			case c.zombie:
-				var ws unix.WaitStatus
-				_, _ = unix.Wait4(c.pid, &ws, unix.WNOHANG, nil)
+		for _, pid := range w.children() {
+			if pid == w.pid {
+				continue
+			}
+			var ws unix.WaitStatus
+			if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
 				reaped++
-			default:
-				alive++
-				// c is our unreaped child, so its pid cannot be reused under us.
-				switch {
-				case w.killed:
-					_ = unix.Kill(c.pid, syscall.SIGKILL)
-				case w.stopSent && !w.asked[c.pid]:
-					// It left the command's group and missed the group's StopSignal.
-					if w.asked == nil {
-						w.asked = make(map[int]bool)
-					}
-					w.asked[c.pid] = true
-					_ = unix.Kill(c.pid, syscall.Signal(w.cfg.StopSignal))
+				continue
+			}
+			alive++
+			// pid is our unreaped child, so it cannot be reused under us.
+			switch {
+			case w.killed:
+				_ = unix.Kill(pid, syscall.SIGKILL)
+			case w.stopSent && !w.asked[pid]:
+				// It left the command's group and missed the group's StopSignal.
+				if w.asked == nil {
+					w.asked = make(map[int]bool)
 				}
+				w.asked[pid] = true
+				_ = unix.Kill(pid, syscall.Signal(w.cfg.StopSignal))
 			}
 		}
 		if alive > 0 {
@@ -364,6 +375,19 @@ func (w *watchdog) drain() bool {
 			return true
 		}
 	}
+}
+
+// children lists our children's pids: from /proc/self/task/*/children, or from a scan of
+// all /proc when the kernel does not have that file.
+func (w *watchdog) children() []int {
+	if pids, ok := ownChildren(); ok {
+		return pids
+	}
+	var pids []int
+	for _, c := range children(w.self) {
+		pids = append(pids, c.pid)
+	}
+	return pids
 }
 
 // reapOrphans reaps descendants reparented to us while the command runs, and closes

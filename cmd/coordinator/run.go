@@ -231,7 +231,7 @@ type daemon struct {
 	http    *httpServer
 	ctl     *control
 	runtime *ownership.Runtime
-	// spares keeps a watchdog started ahead for the next supervised command (supervise.Spares).
+	// spares keeps watchdogs started ahead for the next supervised commands (supervise.Spares).
 	spares *supervise.Spares
 	// stopping is closed when shutdown begins: control requests that wait give up.
 	stopping     chan struct{}
@@ -406,7 +406,9 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	d.spares = supervise.NewSpares()
 	if len(cfg.Workers) > 0 {
-		d.spares.Prepare("")
+		// Two: a node taking over a stopping node's workers often gets more than one at
+		// once, and a command without a spare waits for a watchdog's start (tens of ms).
+		d.spares.Keep("", min(len(cfg.Workers), 2))
 	}
 	d.workers = map[string]config.Worker{}
 	for _, w := range cfg.Workers {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +89,26 @@ func TestRecorder(t *testing.T) {
 	waitRuns(t, dir, func(rs []Run) bool { return len(RunsOf(rs, "w")) == 2 })
 	_ = third.Process.Signal(syscall.SIGTERM)
 	_ = third.Wait()
+}
+
+// TestRecorderStampsMain: a run carries the stamp of the copy's first code, taken before
+// its set-up (opening runs.log, taking the lock), so that a handoff's "new command's start"
+// does not include the recorder's own set-up (issue 14).
+func TestRecorderStampsMain(t *testing.T) {
+	dir := t.TempDir()
+	before := MonoNow()
+	t.Setenv("COORD_EXEC_NS", strconv.FormatInt(int64(before), 10)) // as a watchdog sets it
+	cmd := startRecorder(t, dir, "w", "a", "1")
+	runs := waitRuns(t, dir, func(rs []Run) bool { return len(rs) == 1 })
+	r := runs[0]
+	if r.Main == 0 || r.Main < before || r.Main > r.Start {
+		t.Errorf("main stamp %d: want one between the exec (after %d) and the start stamp %d", r.Main, before, r.Start)
+	}
+	if r.Exec != before {
+		t.Errorf("exec stamp %d, want COORD_EXEC_NS %d", r.Exec, before)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
 }
 
 func TestRecorderNeedsEnvironment(t *testing.T) {

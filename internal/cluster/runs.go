@@ -41,6 +41,12 @@ const BeatInterval = 100 * time.Millisecond
 
 // Line kinds in runs.log, as the recorder writes them:
 //
+//	exec    <worker> <node> <token> <mono ns> <pid>   written before main: the watchdog's
+//	                                                   stamp just before it exec'd the copy
+//	                                                   (COORD_EXEC_NS; older recorders: none)
+//	main    <worker> <node> <token> <mono ns> <pid>   written just before start; the stamp is
+//	                                                   when the copy's code first ran, before
+//	                                                   its set-up (older recorders: none)
 //	start   <worker> <node> <token> <mono ns> <pid>   the copy holds the worker's lock
 //	beat    <worker> <node> <token> <mono ns> <pid>   every BeatInterval
 //	term    <worker> <node> <token> <mono ns> <pid>   first stop signal, with RECORDER_STOP_DELAY
@@ -48,6 +54,8 @@ const BeatInterval = 100 * time.Millisecond
 //	OVERLAP <worker> <node> <token> <mono ns> <pid>   the lock was held by another copy; exit 3,
 //	                                                   or a start line follows (RECORDER_ON_OVERLAP=run)
 const (
+	lineExec    = "exec"
+	lineMain    = "main"
 	lineStart   = "start"
 	lineBeat    = "beat"
 	lineTerm    = "term"
@@ -66,6 +74,13 @@ type Run struct {
 	PID    int
 	// Start is when the copy took the worker's lock.
 	Start Mono
+	// Main is when the copy's own code first ran, before it opened runs.log and took the
+	// lock: the command's start as early as the recorder can stamp it (its exec and the Go
+	// runtime's start-up come before). 0 when the log has no main line for the run.
+	Main Mono
+	// Exec is the watchdog's stamp just before it exec'd the copy (COORD_EXEC_NS): the
+	// command's start as the coordinator sees it. 0 when the log has no exec line.
+	Exec Mono
 	// End is the stop stamp when Stopped. Otherwise (a SIGKILLed copy, or one that still
 	// runs) it is the last beat, or Start, plus BeatInterval — but no later than the start
 	// of the worker's next run: that copy got the lock, which the kernel releases only when
@@ -127,6 +142,8 @@ func ReadRuns(path string) ([]Run, error) {
 	var runs []*Run
 	current := map[int]*Run{}   // pid → its latest run
 	refused := map[int]string{} // pid → worker, after an OVERLAP line
+	mains := map[int]Mono{}     // pid → its main stamp, until its start line
+	execs := map[int]Mono{}     // pid → its exec stamp, until its start line
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
@@ -144,8 +161,17 @@ func ReadRuns(path string) ([]Run, error) {
 		}
 		at := Mono(stamp)
 		switch f[0] {
+		case lineMain:
+			mains[pid] = at
+		case lineExec:
+			execs[pid] = at
 		case lineStart, lineOverlap, "overlap":
 			r := &Run{Worker: f[1], Node: f[2], Token: token, PID: pid, Start: at, End: at.Add(BeatInterval)}
+			if f[0] == lineStart {
+				r.Main, r.Exec = mains[pid], execs[pid]
+				delete(mains, pid)
+				delete(execs, pid)
+			}
 			if f[0] != lineStart {
 				r.Overlap, r.End = true, at
 				refused[pid] = r.Worker

@@ -10,7 +10,12 @@
 //
 //	start <worker> <node> <token> <CLOCK_MONOTONIC ns> <pid>
 //
-// to DIR/runs.log, a "beat" line of the same shape every 100 ms, and a "stop" line when
+// to DIR/runs.log, preceded by a "main" line of the same shape whose stamp was taken
+// first thing in the process, before its set-up (opening runs.log, taking the lock): the
+// command's start as early as the recorder can see it (only the exec and the Go runtime's
+// own start-up come before), and, when the command runs under a coordinator's watchdog,
+// an "exec" line stamped with COORD_EXEC_NS, the watchdog's reading just before it exec'd
+// the copy. Then a "beat" line of the same shape every 100 ms, and a "stop" line when
 // it gets SIGTERM, SIGINT or SIGHUP, then exits 0. Each line is one write(2) on a file
 // opened with O_APPEND, so lines of concurrent copies never interleave. A SIGKILLed copy
 // leaves no stop line; readers (cluster.ReadRuns) end it at its last beat + 100 ms.
@@ -32,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -39,6 +45,18 @@ import (
 )
 
 const beat = 100 * time.Millisecond
+
+// mainStamp is CLOCK_MONOTONIC when the program's own code first ran: a package variable
+// is initialised before main, and before anything else of this package.
+var mainStamp = monoNow()
+
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
 
 // lockFile keeps the locked file reachable: a collected *os.File would close its
 // descriptor and drop the lock while the copy still runs.
@@ -77,15 +95,18 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	lineAt := func(kind string, at int64) {
+		b := fmt.Appendf(nil, "%s %s %s %s %d %d\n", kind, worker, node, token, at, os.Getpid())
+		if _, err := log.Write(b); err != nil {
+			fail(err)
+		}
+	}
 	line := func(kind string) {
 		var ts unix.Timespec
 		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 			fail(err)
 		}
-		b := fmt.Appendf(nil, "%s %s %s %s %d %d\n", kind, worker, node, token, ts.Nano(), os.Getpid())
-		if _, err := log.Write(b); err != nil {
-			fail(err)
-		}
+		lineAt(kind, ts.Nano())
 	}
 
 	if err := os.MkdirAll(filepath.Join(dir, "locks"), 0o755); err != nil {
@@ -110,6 +131,13 @@ func main() {
 	}
 	lockFile = lock
 
+	// COORD_EXEC_NS: the watchdog's stamp, just before it exec'd this copy.
+	if v, err := strconv.ParseInt(os.Getenv("COORD_EXEC_NS"), 10, 64); err == nil && v > 0 {
+		lineAt("exec", v)
+	}
+	if mainStamp != 0 {
+		lineAt("main", mainStamp)
+	}
 	line("start")
 	t := time.NewTicker(beat)
 	var stopAt <-chan time.Time
