@@ -98,6 +98,7 @@ func (e *Engine) keepMembership() {
 // renewMembership writes this node's record once.
 func (e *Engine) renewMembership(rev *uint64) error {
 	sent := e.cfg.Clock.Now()
+	fresh := *rev == 0
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	defer cancel()
 	rec := e.nodeRecord().Encode()
@@ -149,7 +150,7 @@ func (e *Engine) renewMembership(rev *uint64) error {
 	if err != nil {
 		return err
 	}
-	e.nodeLeaseRenewed(sent)
+	e.nodeLeaseRenewed(sent, fresh)
 	e.mu.Lock()
 	e.memberRenewed = sent
 	e.mu.Unlock()

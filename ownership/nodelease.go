@@ -29,6 +29,13 @@ type nodeLease struct {
 	deadline time.Time // zero: no lease (not written yet, or lost)
 	timer    Timer
 	terms    map[*termHandle]struct{}
+	// chainStart is when the current unbroken run of this node's writes of its record began
+	// (the reply to the write that began it); zero while the lease is lost. chainSent is the
+	// send time of the last successful write of that run. Each write is compare-and-set at
+	// the one before, so no other process wrote the record in between: an earlier
+	// incarnation of this node could renew nothing since chainStart (ownEarlierDead).
+	chainStart time.Time
+	chainSent  time.Time
 }
 
 // nodeLeaseLive reports whether the node lease is live by the local clock, and its deadline.
@@ -64,12 +71,18 @@ func (e *Engine) unbindTerm(h *termHandle) {
 
 // nodeLeaseRenewed records a successful renewal of the node record sent at sent. A
 // renewal that comes back after the deadline revives no term: they were fenced.
-func (e *Engine) nodeLeaseRenewed(sent time.Time) {
+// fresh says the write began a new run of writes (a create, or a takeover of the record
+// at the revision read), not a compare-and-set at this node's previous write.
+func (e *Engine) nodeLeaseRenewed(sent time.Time, fresh bool) {
 	clock := e.cfg.Clock
 	next := sent.Add(e.cfg.RenewDeadline)
 	e.nl.mu.Lock()
 	defer e.nl.mu.Unlock()
 	now := clock.Now()
+	if fresh || e.nl.chainStart.IsZero() {
+		e.nl.chainStart = now
+	}
+	e.nl.chainSent = sent
 	if !e.nl.deadline.IsZero() && !now.Before(e.nl.deadline) {
 		e.endTermsLocked(ErrLeaseExpired, now)
 	}
@@ -108,7 +121,26 @@ func (e *Engine) nodeLeaseLost() {
 	e.nl.mu.Lock()
 	defer e.nl.mu.Unlock()
 	e.nl.deadline = time.Time{}
+	e.nl.chainStart = time.Time{}
 	e.endTermsLocked(ErrLeaseLost, e.cfg.Clock.Now())
+}
+
+// ownEarlierDead answers, for a claim bound to an earlier incarnation of this node's own
+// name (a restart), when that lease's dead timer started and whether it is proven dead
+// for a claim first seen at claimSeen. The key holds this incarnation's record: other
+// nodes' views of it move with every renewal of ours, so neither they nor a tombstone
+// (which would end our own lease) can tell. Our own run of compare-and-set writes can: no
+// renewal of the earlier incarnation landed after the run began, so its terms ended by
+// chainStart + RenewDeadline (+ FenceGrace for a command) — within a TTL; and a write of
+// the run sent after claimSeen shows that it did not take the record back since.
+func (e *Engine) ownEarlierDead(claimSeen time.Time) (from time.Time, dead bool) {
+	e.nl.mu.Lock()
+	defer e.nl.mu.Unlock()
+	cs := e.nl.chainStart
+	if cs.IsZero() {
+		return time.Time{}, false
+	}
+	return cs, e.nl.chainSent.After(claimSeen) && !e.cfg.Clock.Now().Before(cs.Add(e.cfg.TTL))
 }
 
 // claimsGone ends every term now, the node lease staying: the workers bucket was deleted
@@ -149,6 +181,10 @@ type nodeView struct {
 	// started: when its last live revision was first seen, or, when changes may have been
 	// missed in between, when the change after it was.
 	down map[string]time.Time
+	// ordered marks the incarnations in down whose last record this node saw followed, in
+	// the same watch, by a change of the key: that change landed after their last renewal,
+	// so none of theirs can land after it — proof enough, no tombstone needed.
+	ordered map[string]bool
 	// proof is, per incarnation, when a tombstone that proved its lease dead was sent.
 	proof map[string]time.Time
 	busy  bool // a tombstone is being written
@@ -177,7 +213,7 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 	now := e.cfg.Clock.Now()
 	v := e.views[node]
 	if v == nil {
-		v = &nodeView{down: map[string]time.Time{}, proof: map[string]time.Time{}, gen: gapGen}
+		v = &nodeView{down: map[string]time.Time{}, ordered: map[string]bool{}, proof: map[string]time.Time{}, gen: gapGen}
 		e.views[node] = v
 	}
 	contiguous := gen != gapGen && v.gen == gen && v.rev != 0
@@ -187,18 +223,22 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 	if v.inc != "" && v.inc != inc {
 		if contiguous {
 			v.down[v.inc] = v.seen
+			v.ordered[v.inc] = true
 		} else {
 			v.down[v.inc] = now
+			v.ordered[v.inc] = false
 		}
 	}
 	if !contiguous {
 		// Changes may have been missed: an incarnation may have come back and gone again.
 		for x := range v.down {
 			v.down[x] = now
+			v.ordered[x] = false
 		}
 	}
 	if inc != "" {
 		delete(v.down, inc)
+		delete(v.ordered, inc)
 	}
 	v.rev, v.inc, v.seen, v.gen, v.failed = rev, inc, now, gen, false
 }
@@ -207,6 +247,9 @@ func (e *Engine) noteNodeLocked(node string, rev uint64, inc string, gen uint64)
 // node saw it: the first sight of the last revision of that lease, or of whatever followed
 // when changes may have been missed. ok is false when nothing of the key was ever seen.
 func (e *Engine) leaseDeadFrom(node, inc string) (time.Time, bool) {
+	if node == e.node && inc != e.incarnation {
+		return e.ownEarlierDead(time.Time{})
+	}
 	e.viewsMu.Lock()
 	defer e.viewsMu.Unlock()
 	v := e.views[node]
@@ -237,6 +280,10 @@ func (e *Engine) deadFromLocked(v *nodeView, inc string) time.Time {
 // sent: any later claim of a revived lease was written after it. On a conflict the watch
 // shows the newer change soon; if it does not, the key is read and the timer starts again.
 func (e *Engine) confirmLeaseDead(node, inc string, claimSeen time.Time) bool {
+	if node == e.node && inc != e.incarnation {
+		_, dead := e.ownEarlierDead(claimSeen)
+		return dead
+	}
 	now := e.cfg.Clock.Now()
 	e.viewsMu.Lock()
 	v := e.views[node]
@@ -266,6 +313,10 @@ func (e *Engine) confirmLeaseDead(node, inc string, claimSeen time.Time) bool {
 	if now.Sub(start) < e.cfg.TTL {
 		e.viewsMu.Unlock()
 		return false
+	}
+	if v.inc != inc && v.ordered[inc] {
+		e.viewsMu.Unlock()
+		return true // the change seen after its last record is the proof
 	}
 	rev := v.rev
 	v.busy = true
