@@ -642,10 +642,10 @@ func (w *worker) term(rev uint64, c *kv.Claim) {
 		case <-stopDeadline:
 			// The claim is never deleted while the worker may still run: it expires. The
 			// node claims the name again only once the worker has stopped.
-			w.abandon(lease, "worker did not stop within ShutdownGrace; leaving its claim to expire")
+			w.abandon(lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
 			return
 		case <-e.stopCtx.Done():
-			w.abandon(lease, "engine closing: worker did not stop in time; leaving its claim to expire")
+			w.abandon(lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
 			return
 		case <-runDone:
 			runDone = nil
@@ -705,10 +705,14 @@ func (w *worker) begun(token uint64) {
 // abandon fences a term whose worker did not stop in time, leaving its claim to expire.
 //
 //go:noinline
-func (w *worker) abandon(lease *Lease, msg string) {
+func (w *worker) abandon(lease *Lease, grace bool, msg string) {
 	e := w.e
 	lease.fence(e.cfg.Clock.Now())
-	w.log().Error(msg, "grace", e.cfg.ShutdownGrace, "token", lease.Token())
+	if grace {
+		w.log().Error(msg, "grace", e.cfg.ShutdownGrace, "token", lease.Token())
+		return
+	}
+	w.log().Error(msg, "token", lease.Token())
 }
 
 // stopped_ ends a term whose worker stopped after a planned stop (handoff names the
