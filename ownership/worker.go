@@ -222,8 +222,29 @@ func (w *worker) wait(d time.Duration) bool {
 }
 
 // run contends for the worker and runs it while owning it, until stopped.
+//
+// A won claim's term runs on a fresh goroutine, which then contends again: the claim's
+// store calls grow this goroutine's stack, and a held worker's goroutine is parked in its
+// term for as long as it is held — with 100,000 held workers, a grown stack each is most of
+// the process's memory. Exactly one goroutine runs the worker's loop at any time: this one
+// ends as the next begins.
 func (w *worker) run() {
-	defer close(w.done)
+	claimed, rev, c := w.contend()
+	if !claimed {
+		close(w.done)
+		return
+	}
+	w.e.goFunc(func() {
+		w.term(rev, &c)
+		w.run()
+	})
+}
+
+// contend runs the worker's loop until it is stopped (false) or it won a claim, whose
+// term is then to be run.
+//
+//go:noinline
+func (w *worker) contend() (claimed bool, rev uint64, c kv.Claim) {
 	e := w.e
 	retry := e.cfg.RenewInterval / 4
 	for !w.stopped() {
@@ -295,7 +316,9 @@ func (w *worker) run() {
 				}
 				continue
 			}
-			w.claim(o)
+			if rev, c, ok := w.claim(o); ok {
+				return true, rev, c
+			}
 		case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
 			if t := e.liveTerm(w.name, o.claim.Term); t != nil {
 				// Our claim, and its worker may still run: never clear it. It is left to
@@ -321,9 +344,12 @@ func (w *worker) run() {
 			if !w.dead(c, o.seenAt) || !w.paceTakeover() {
 				continue
 			}
-			w.claim(o)
+			if rev, c, ok := w.claim(o); ok {
+				return true, rev, c
+			}
 		}
 	}
+	return false, 0, kv.Claim{}
 }
 
 // leftover returns, as an observation to release, our own claim of a term that no longer
@@ -428,16 +454,17 @@ func (w *worker) requestHandoff(reason string) {
 	}
 }
 
-// claim tries to create the claim and, on success, runs the term.
-func (w *worker) claim(o observation) {
+// claim tries to create the claim and reports whether it landed: then its term is to be
+// run, at the revision returned.
+func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 	e := w.e
 	if e.termRunning(w.name) != nil {
-		return // run() waits for it
+		return 0, kv.Claim{}, false // run() waits for it
 	}
 	if _, live := e.nodeLeaseLive(); !live {
 		// Claims are bound to the node lease: none while it is not live.
 		w.wait(e.cfg.RenewInterval / 4)
-		return
+		return 0, kv.Claim{}, false
 	}
 	sent := e.cfg.Clock.Now()
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
@@ -493,7 +520,7 @@ func (w *worker) claim(o observation) {
 			// Claimed as a fallback: once things settle, hand it to its preferred node.
 			e.kickRebalance()
 		}
-		w.term(rev, c)
+		return rev, c, true
 	case errors.Is(err, kv.ErrConflict):
 		// Written since we looked: someone else's claim, or a marker we had not seen.
 		e.metrics.ClaimAttempt(w.name, false)
@@ -506,6 +533,7 @@ func (w *worker) claim(o observation) {
 		w.log().Debug("claim attempt failed; retrying", "err", err)
 		w.wait(e.cfg.RenewInterval / 4)
 	}
+	return 0, kv.Claim{}, false
 }
 
 // clear releases our own claim at the revision seen (a live claim, or the marker of one
@@ -532,27 +560,23 @@ func (w *worker) clear(o observation) {
 
 // term runs one ownership term: start the worker, renew, and end the term on a stop, a
 // lost claim or a passed deadline.
-func (w *worker) term(rev uint64, c kv.Claim) {
+func (w *worker) term(rev uint64, c *kv.Claim) {
 	e := w.e
 	clock := e.cfg.Clock
 	token := c.Token
 	lease := newLease(w.name, e.node, token, time.Time{})
 	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
 	// The term hangs off the node lease: its deadline is the node lease's, and the node
 	// lease's own timer — not a step of any loop, which may be stuck (paused process,
 	// blocked call) — ends the worker's context when it passes.
 	h := &termHandle{lease: lease, cancel: cancel}
 	if !e.bindTerm(h) {
-		w.log().Warn("node lease not live when the claim landed; releasing it", "token", token)
-		w.observe(observation{known: true, present: true, rev: rev, claim: c})
+		cancel(nil)
+		w.unbound(rev, c)
 		return
 	}
-	defer e.unbindTerm(h)
 	w.setOwning(true)
-	defer w.setOwning(false)
-	e.publish(Event{Kind: KindWorker, Type: EventClaimed, Name: w.name, Token: token})
-	w.log().Info("claimed", "token", token)
+	w.begun(token)
 	// A lost term fences now: the deadline is pulled in, so a supervised command is killed
 	// FenceGrace from now, not FenceGrace after the last renewal's deadline.
 	lost := func() {
@@ -562,7 +586,6 @@ func (w *worker) term(rev uint64, c kv.Claim) {
 
 	lease.e, lease.ctx = e, ctx
 	unserve := w.serve(ctx, lease)
-	defer unserve()
 	runDone := make(chan struct{})
 	// The worker function is not one of the engine's goroutines: Close must not wait for
 	// it forever. The live term stands for it until it returns.
@@ -579,17 +602,23 @@ func (w *worker) term(rev uint64, c kv.Claim) {
 		return e.cfg.ClaimTTL/2 - time.Duration(rand.Int64N(int64(e.cfg.ClaimTTL/10)))
 	}
 	refresh := clock.NewTimer(refreshEvery())
-	defer refresh.Stop()
 	var stopDeadline <-chan time.Time
 	stopping := false
 	handoff := ""
 	ended := ctx.Done()
 	stopC := w.stop // nil once stopping: a closed channel in a select would spin the loop
 	var stopTimer Timer
+	// One deferred call, not one each: every deferred call takes room in the frame of
+	// term, on the stack of every held worker's goroutine.
 	defer func() {
 		if stopTimer != nil {
 			stopTimer.Stop()
 		}
+		refresh.Stop()
+		unserve()
+		w.setOwning(false)
+		e.unbindTerm(h)
+		cancel(nil)
 	}()
 	beginStop := func() {
 		stopping = true
@@ -613,30 +642,15 @@ func (w *worker) term(rev uint64, c kv.Claim) {
 		case <-stopDeadline:
 			// The claim is never deleted while the worker may still run: it expires. The
 			// node claims the name again only once the worker has stopped.
-			lease.fence(clock.Now())
-			w.log().Error("worker did not stop within ShutdownGrace; leaving its claim to expire", "grace", e.cfg.ShutdownGrace, "token", token)
+			w.abandon(lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
 			return
 		case <-e.stopCtx.Done():
-			lease.fence(clock.Now())
-			w.log().Error("engine closing: worker did not stop in time; leaving its claim to expire", "token", token)
+			w.abandon(lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
 			return
 		case <-runDone:
 			runDone = nil
 			if stopping {
-				c.Successor = e.successor(w.name) // claims at once when the release lands
-				if handoff == "" {
-					w.release(rev, c, "stop")
-					return
-				}
-				e.metrics.Handoff(w.name)
-				e.publish(Event{Kind: KindWorker, Type: EventMoved, Name: w.name, Token: token, Reason: handoff,
-					From: e.node, To: c.Successor})
-				if c.Successor != "" { // else no other node can take it: this one may again
-					w.mu.Lock()
-					w.holdUntil = clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
-					w.mu.Unlock()
-				}
-				w.release(rev, c, handoff)
+				w.stopped_(rev, c, handoff)
 				return
 			}
 			if ctx.Err() != nil {
@@ -645,32 +659,108 @@ func (w *worker) term(rev uint64, c kv.Claim) {
 			}
 			// The function finished and its policy says not to run it again: keep the claim.
 		case <-w.notify:
-			o := w.snapshot()
-			if o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == c.Term) {
+			if w.overwritten(rev, c.Term) {
 				lost()
 			}
 		case <-ended:
 			w.endTerm(ctx, rev, c, runDone)
 			return
 		case <-refresh.C():
-			nrev, err := w.refreshClaim(rev, c)
-			switch {
-			case err == nil:
-				rev = nrev
-				refresh.Reset(refreshEvery())
-			case errors.Is(err, kv.ErrConflict):
-				// A write whose reply was lost may have landed: then the claim is still ours.
-				if landed, ok := w.ownLanded(c.Term); ok {
-					rev = landed
-				} else {
-					lost()
-				}
-				refresh.Reset(refreshEvery())
-			default:
-				w.log().Warn("claim refresh failed; retrying", "err", err)
-				refresh.Reset(e.cfg.RenewInterval)
+			var ok bool
+			rev, ok = w.refreshDue(rev, c, refresh, refreshEvery)
+			if !ok {
+				lost()
 			}
 		}
+	}
+}
+
+// unbound gives back a claim that landed while the node lease was not live. The helpers
+// of term below are apart from it so that term's frame — on the stack of every held
+// worker's goroutine — stays small.
+//
+//go:noinline
+func (w *worker) unbound(rev uint64, c *kv.Claim) {
+	w.log().Warn("node lease not live when the claim landed; releasing it", "token", c.Token)
+	w.observe(observation{known: true, present: true, rev: rev, claim: *c})
+}
+
+// overwritten reports whether the claim was written since rev by another term than this
+// one (term).
+//
+//go:noinline
+func (w *worker) overwritten(rev uint64, term string) bool {
+	o := w.snapshot()
+	return o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == term)
+}
+
+// begun announces a term that began.
+//
+//go:noinline
+func (w *worker) begun(token uint64) {
+	w.e.publish(Event{Kind: KindWorker, Type: EventClaimed, Name: w.name, Token: token})
+	w.log().Info("claimed", "token", token)
+}
+
+// abandon fences a term whose worker did not stop in time, leaving its claim to expire.
+//
+//go:noinline
+func (w *worker) abandon(lease *Lease, grace bool, msg string) {
+	e := w.e
+	lease.fence(e.cfg.Clock.Now())
+	if grace {
+		w.log().Error(msg, "grace", e.cfg.ShutdownGrace, "token", lease.Token())
+		return
+	}
+	w.log().Error(msg, "token", lease.Token())
+}
+
+// stopped_ ends a term whose worker stopped after a planned stop (handoff names the
+// reason of a handoff, else it was a stop): it releases the claim, naming the successor.
+// Apart from term, so that term's frame — on the stack of every held worker's goroutine —
+// stays small.
+//
+//go:noinline
+func (w *worker) stopped_(rev uint64, c *kv.Claim, handoff string) {
+	e := w.e
+	c.Successor = e.successor(w.name) // claims at once when the release lands
+	if handoff == "" {
+		w.release(rev, *c, "stop")
+		return
+	}
+	e.metrics.Handoff(w.name)
+	e.publish(Event{Kind: KindWorker, Type: EventMoved, Name: w.name, Token: c.Token, Reason: handoff,
+		From: e.node, To: c.Successor})
+	if c.Successor != "" { // else no other node can take it: this one may again
+		w.mu.Lock()
+		w.holdUntil = e.cfg.Clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
+		w.mu.Unlock()
+	}
+	w.release(rev, *c, handoff)
+}
+
+// refreshDue writes the claim again (the server TTL's backstop) and resets the refresh
+// timer; it returns the claim's revision, and false if the claim is no longer ours. Apart
+// from term, like stopped_.
+//
+//go:noinline
+func (w *worker) refreshDue(rev uint64, c *kv.Claim, refresh Timer, every func() time.Duration) (uint64, bool) {
+	nrev, err := w.refreshClaim(rev, *c)
+	switch {
+	case err == nil:
+		refresh.Reset(every())
+		return nrev, true
+	case errors.Is(err, kv.ErrConflict):
+		refresh.Reset(every())
+		// A write whose reply was lost may have landed: then the claim is still ours.
+		if landed, ok := w.ownLanded(c.Term); ok {
+			return landed, true
+		}
+		return rev, false
+	default:
+		w.log().Warn("claim refresh failed; retrying", "err", err)
+		refresh.Reset(w.e.cfg.RenewInterval)
+		return rev, true
 	}
 }
 
@@ -702,7 +792,7 @@ func (w *worker) refreshClaim(rev uint64, c kv.Claim) (uint64, error) {
 
 // endTerm handles a term that ended without a planned stop: the lease was lost or its
 // deadline passed. It waits for the worker up to FenceGrace.
-func (w *worker) endTerm(ctx context.Context, rev uint64, c kv.Claim, runDone <-chan struct{}) {
+func (w *worker) endTerm(ctx context.Context, rev uint64, c *kv.Claim, runDone <-chan struct{}) {
 	e := w.e
 	token := c.Token
 	cause := context.Cause(ctx)
@@ -726,7 +816,7 @@ func (w *worker) endTerm(ctx context.Context, rev uint64, c kv.Claim, runDone <-
 	if reason == "deadline" {
 		// Our last claim may still stand; run() releases it once the store answers and
 		// the worker has stopped.
-		w.observe(observation{known: true, present: true, rev: rev, claim: c})
+		w.observe(observation{known: true, present: true, rev: rev, claim: *c})
 	} else if err := w.refresh(e.ctx); err != nil {
 		w.observe(observation{known: true, present: true, rev: rev + 1})
 	}
@@ -813,21 +903,14 @@ func (w *worker) runWorker(ctx context.Context, lease *Lease) {
 	backoff := e.cfg.RestartBackoff
 	for {
 		started := e.cfg.Clock.Now()
-		e.publish(Event{Kind: KindWorker, Type: EventStarted, Name: w.name, Token: lease.Token()})
+		w.startedRun(lease)
 		err := w.call(ctx, lease)
 		ran := e.cfg.Clock.Now().Sub(started)
 		if ctx.Err() != nil {
-			e.publish(Event{Kind: KindWorker, Type: EventStopped, Name: w.name, Token: lease.Token(),
-				Reason: reasonOf(context.Cause(ctx))})
+			w.returned(ctx, lease, true, nil, 0, 0)
 			return
 		}
-		if err != nil {
-			e.metrics.WorkerFailed(w.name)
-			w.log().Error("worker failed", "err", err, "ran", ran.Round(time.Millisecond), "restart_in", backoff)
-			e.publish(Event{Kind: KindWorker, Type: EventFailed, Name: w.name, Token: lease.Token(), Error: err.Error()})
-		} else {
-			e.publish(Event{Kind: KindWorker, Type: EventStopped, Name: w.name, Token: lease.Token(), Reason: "returned"})
-		}
+		w.returned(ctx, lease, false, err, ran, backoff)
 		switch w.opts.restart {
 		case RestartNever:
 			return
@@ -847,6 +930,33 @@ func (w *worker) runWorker(ctx context.Context, lease *Lease) {
 		case <-t.C():
 		}
 		backoff = min(backoff*2, e.cfg.RestartBackoffMax)
+	}
+}
+
+// startedRun reports a start of the worker function.
+//
+//go:noinline
+func (w *worker) startedRun(lease *Lease) {
+	w.e.publish(Event{Kind: KindWorker, Type: EventStarted, Name: w.name, Token: lease.Token()})
+}
+
+// returned reports a return of the worker function (err, after running for ran; the next
+// run in backoff), or the term's end (ended: ctx ended). Apart from runWorker, so that the frame
+// of runWorker — on the stack of every held worker's function — stays small.
+//
+//go:noinline
+func (w *worker) returned(ctx context.Context, lease *Lease, ended bool, err error, ran, backoff time.Duration) {
+	e := w.e
+	switch {
+	case ended:
+		e.publish(Event{Kind: KindWorker, Type: EventStopped, Name: w.name, Token: lease.Token(),
+			Reason: reasonOf(context.Cause(ctx))})
+	case err != nil:
+		e.metrics.WorkerFailed(w.name)
+		w.log().Error("worker failed", "err", err, "ran", ran.Round(time.Millisecond), "restart_in", backoff)
+		e.publish(Event{Kind: KindWorker, Type: EventFailed, Name: w.name, Token: lease.Token(), Error: err.Error()})
+	default:
+		e.publish(Event{Kind: KindWorker, Type: EventStopped, Name: w.name, Token: lease.Token(), Reason: "returned"})
 	}
 }
 
