@@ -139,7 +139,7 @@ func TestSpreadAtStart(t *testing.T) {
 	waitFor(t, "all 1,000 workers to run", 60*time.Second, func() bool {
 		var total int
 		count, total = f.perNode(t, ws)
-		return total == len(ws) && balanced(count, total, 0.01, "a", "b", "c")
+		return total == len(ws) && balanced(count, total, stickyTol, "a", "b", "c")
 	})
 	t.Logf("per node: %v", count)
 	f.checkNoOverlap(t, ws)
@@ -300,7 +300,7 @@ func TestExpectedMembersAvoidChurn(t *testing.T) {
 	}
 	waitFor(t, "all running, balanced", 30*time.Second, func() bool {
 		c, n := f.perNode(t, ws)
-		return n == len(ws) && balanced(c, n, 0.01, "a", "b", "c")
+		return n == len(ws) && balanced(c, n, stickyTol, "a", "b", "c")
 	})
 	for _, w := range ws {
 		if l := f.of(w).snapshot(); len(l) != 1 {
