@@ -294,11 +294,11 @@ func (w *worker) contend() (claimed bool, rev uint64, c kv.Claim) {
 				continue
 			}
 			if !o.released && !o.cleared && !o.never {
-				if o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "" {
+				if own, mine := w.leftover(o); mine {
 					// Our claim, deleted or expired while its term ran (which ended at
 					// once); the worker has stopped: say so, so that no one waits for
 					// our node lease to end.
-					w.clear(observation{known: true, rev: o.rev, claim: o.last})
+					w.clear(own)
 					continue
 				}
 				// Deleted, purged or expired without the owner's word: take over only
