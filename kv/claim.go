@@ -54,6 +54,10 @@ type Claim struct {
 	// Successor, in a release record only, names the node that is to claim the worker at
 	// once: the others leave it to that node for a short while.
 	Successor string `json:"successor,omitempty"`
+	// From, in a claim taken from a planned release (release, drain, stop, rebalance), names
+	// the node that released it: placement keeps the worker off that node while others can
+	// take it, so that a planned move does not bounce back.
+	From string `json:"from,omitempty"`
 }
 
 // Duration is a time.Duration stored as a Go duration string ("10s").

@@ -119,8 +119,9 @@ type placement struct {
 }
 
 // placeNames computes a plan for names (sorted) whose current owners are owners[i] ("" for
-// none); see the top of this file.
-func placeNames(nodes []candidate, names, owners []string, threshold float64) *plan {
+// none) and which a planned move took from node from[i] ("" for none; from may be nil); see
+// the top of this file.
+func placeNames(nodes []candidate, names, owners, from []string, threshold float64) *plan {
 	p := &plan{nodes: nodes, target: make(map[string]string, len(names)),
 		load: make(map[string]int, len(nodes)), share: make(map[string]int, len(nodes))}
 	if len(nodes) == 0 {
@@ -159,15 +160,21 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 	for j, h := range held {
 		if uneven && len(h) > share[j] {
 			// Keep the share this node scores highest; shed the rest.
+			// A name a planned move brought here is kept first: shed, it could only go
+			// back where it came from or move a second time.
 			type kept struct {
 				i     int
+				moved bool
 				score float64
 			}
 			ks := make([]kept, len(h))
 			for k, i := range h {
-				ks[k] = kept{i, score(names[i], nodes[j].node, nodes[j].weight)}
+				ks[k] = kept{i, movedFrom(from, i) != "", score(names[i], nodes[j].node, nodes[j].weight)}
 			}
 			sort.Slice(ks, func(a, b int) bool {
+				if ks[a].moved != ks[b].moved {
+					return ks[a].moved
+				}
 				if ks[a].score != ks[b].score {
 					return ks[a].score > ks[b].score
 				}
@@ -188,12 +195,27 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 	for _, i := range free {
 		best, bestScore := -1, 0.0
 		nh := nameHash(names[i])
-		for j, n := range nodes {
-			if load[j] >= share[j] {
-				continue
+		// Not back to the node a planned move took it from: to another node below its
+		// share, else to one within its slack above it; only if neither exists, back.
+		avoid := movedFrom(from, i)
+		for pass := range 3 {
+			if pass < 2 && avoid == "" {
+				pass = 2
 			}
-			if s := scoreFrom(nh, n.node, n.weight); best < 0 || s > bestScore {
-				best, bestScore = j, s
+			for j, n := range nodes {
+				room := share[j]
+				if pass == 1 {
+					room += slack[j]
+				}
+				if load[j] >= room || (pass < 2 && n.node == avoid) {
+					continue
+				}
+				if s := scoreFrom(nh, n.node, n.weight); best < 0 || s > bestScore {
+					best, bestScore = j, s
+				}
+			}
+			if best >= 0 {
+				break
 			}
 		}
 		if best < 0 { // cannot happen: the shares add up to at least the names
@@ -207,6 +229,14 @@ func placeNames(nodes []candidate, names, owners []string, threshold float64) *p
 		p.share[n.node] = share[j]
 	}
 	return p
+}
+
+// movedFrom returns from[i], "" when from is nil.
+func movedFrom(from []string, i int) string {
+	if from == nil {
+		return ""
+	}
+	return from[i]
 }
 
 // Preferred returns the node that should own name among the live, non-draining members as
@@ -237,26 +267,28 @@ func (e *Engine) planLocked() *plan {
 	}
 	sort.Strings(names)
 	owners := make([]string, len(names))
+	from := make([]string, len(names))
 	for i, name := range names {
 		if w := e.workers[name]; w != nil {
-			owners[i] = w.ownerNode()
+			owners[i], from[i] = w.ownerNode()
 		}
 	}
-	e.placement.plan = placeNames(e.candidatesLocked(), names, owners, e.cfg.RebalanceThreshold)
+	e.placement.plan = placeNames(e.candidatesLocked(), names, owners, from, e.cfg.RebalanceThreshold)
 	e.placement.planned = len(names)
 	e.placement.pending = 0
 	e.placement.computed += len(names)
 	return e.placement.plan
 }
 
-// ownerNode returns the node that holds the worker's claim as last seen, "" for none.
-func (w *worker) ownerNode() string {
+// ownerNode returns the node that holds the worker's claim as last seen and the node a
+// planned move took it from (the claim's From), "" for none.
+func (w *worker) ownerNode() (owner, from string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.obs.present && w.obs.malformed == nil {
-		return w.obs.claim.Node
+		return w.obs.claim.Node, w.obs.claim.From
 	}
-	return ""
+	return "", ""
 }
 
 // candidatesLocked returns the nodes that may own workers: live (renewed within

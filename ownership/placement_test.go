@@ -356,7 +356,7 @@ func (c *cluster) join(node string) { c.nodes = append(c.nodes, candidate{node, 
 
 func sticky(threshold float64) func([]candidate, []string, []string) map[string]string {
 	return func(nodes []candidate, names, owners []string) map[string]string {
-		return placeNames(nodes, names, owners, threshold).target
+		return placeNames(nodes, names, owners, nil, threshold).target
 	}
 }
 
@@ -435,8 +435,8 @@ func TestPlanIsSticky(t *testing.T) {
 		t.Fatalf("150/110/40 became %v, want 100 each", load)
 	}
 	// Nodes placing the same inputs agree: the plan is a function of them.
-	a := placeNames(c.nodes, c.names, c.owners, 0.1).target
-	b := placeNames(c.nodes, c.names, c.owners, 0.1).target
+	a := placeNames(c.nodes, c.names, c.owners, nil, 0.1).target
+	b := placeNames(c.nodes, c.names, c.owners, nil, 0.1).target
 	for n, to := range a {
 		if b[n] != to {
 			t.Fatalf("two plans of the same inputs differ for %s", n)

@@ -156,3 +156,51 @@ func TestReleaseOnSingleNodeComesBack(t *testing.T) {
 	})
 	f.checkNoOverlap(t, []string{"w"})
 }
+
+// Released workers stay off the node that released them even when that empties it: the
+// rebalance that follows gives it other workers, not the released ones back (issue 14: in
+// the release bench, 1 of 10 released workers came back once the releasing node's hold-off
+// ended).
+func TestReleasedWorkersDoNotBounceBack(t *testing.T) {
+	srv := natstest.Run(t)
+	ws := names(6)
+	f := newFleet()
+	cfg := ConfigForTTL(testTTL)
+	nodes := startTogether(t, srv, cfg, func(n string) func(*Engine) { return f.register(ws, n) }, "a", "b", "c")
+	waitFor(t, "all running", 30*time.Second, func() bool { _, n := f.perNode(t, ws); return n == len(ws) })
+	f.settle(t, ws, cfg.RebalanceDelay+cfg.ClaimGrace+cfg.RenewInterval, 30*time.Second)
+	a := nodes[0]
+	var released []string
+	for _, n := range ws {
+		if l := f.of(n).running(); len(l) == 1 && l[0].node == "a" {
+			released = append(released, n)
+		}
+	}
+	if len(released) == 0 || len(released) > 3 {
+		t.Fatalf("a runs %d workers after settling", len(released))
+	}
+	for _, n := range released {
+		if err := a.e.Release(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, n+" to run elsewhere", cfg.ClaimGrace, func() bool {
+			l := f.of(n).running()
+			return len(l) == 1 && l[0].node != "a"
+		})
+	}
+	// a runs nothing now: far below its share, so the others hand it workers — not the
+	// ones it released.
+	waitFor(t, "a to be given workers", 4*(cfg.RebalanceDelay+cfg.ClaimGrace+cfg.RenewInterval), func() bool {
+		c, n := f.perNode(t, ws)
+		return n == len(ws) && c["a"] > 0
+	})
+	f.settle(t, ws, cfg.RebalanceDelay+cfg.ClaimGrace+2*cfg.RenewInterval, time.Minute)
+	for _, n := range released {
+		if l := f.of(n).running(); len(l) != 1 || l[0].node == "a" {
+			t.Errorf("released worker %s came back to a (runs: %v)", n, f.of(n).snapshot())
+		}
+	}
+	c, _ := f.perNode(t, ws)
+	t.Logf("released %v from a; now %v", released, c)
+	f.checkNoOverlap(t, ws)
+}

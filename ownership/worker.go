@@ -26,6 +26,7 @@ type observation struct {
 	released  bool   // the last change was the owner's release: its worker stopped
 	cleared   bool   // this node just cleared a claim that ran out on its own clock
 	successor string // the node a release names to claim the worker at once
+	releaser  string // the node whose release it was (with a successor: a planned move)
 	// never: nothing is kept for the key — never claimed, or so long ago that its markers
 	// have gone — so no worker of it can still run.
 	never bool
@@ -54,6 +55,9 @@ func observationOf(c kv.Change) observation {
 		var rc kv.Claim
 		rc, o.released = kv.DecodeRelease(c.Key, c.Value)
 		o.successor = rc.Successor
+		if o.successor != "" {
+			o.releaser = rc.Node
+		}
 	}
 	return o
 }
@@ -470,6 +474,9 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
 		Meta: map[string]string{MetaCallKey: e.callKey.public}}
+	if o.released && o.releaser != e.node {
+		c.From = o.releaser // a planned move: placement keeps it off that node
+	}
 	// Compare-and-set on the key's last change seen (r; 0 when nothing is kept for it), a
 	// dead claim included, which is overwritten:
 	// every earlier term's token is at most its first record's revision, which is at most
