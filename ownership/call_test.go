@@ -116,7 +116,9 @@ func TestStateHandoff(t *testing.T) {
 		t.Fatalf("oversized state: %v, want kv.ErrTooLarge", err)
 	}
 	b := startNode(t, srv, "b", ConfigForTTL(testTTL), func(e *Engine) { _ = e.Register(w, worker("b")) })
-	// Planned move: a releases, b starts with a's last checkpoint.
+	// Planned move: a releases, b starts with a's last checkpoint. (Released before a sees
+	// b, the worker would rightly come back to a: no other node could take it.)
+	waitFor(t, "a to see b", 10*time.Second, func() bool { return len(a.e.Members()) == 2 })
 	if err := a.e.Release(ctx, w); err != nil {
 		t.Fatal(err)
 	}
