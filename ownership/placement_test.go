@@ -476,3 +476,33 @@ func TestRegisterPlacesAmortised(t *testing.T) {
 		t.Fatal("digest did not change on Unregister")
 	}
 }
+
+// A name a planned move took from a node is not planned back there while another node has
+// room within its slack, and an over-share node keeps such names first (issue 14).
+func TestPlanKeepsMovedNamesAway(t *testing.T) {
+	nodes := []candidate{{"a", 1}, {"b", 1}, {"c", 1}}
+	names := []string{"n0", "n1", "n2", "n3", "n4", "n5"}
+	// a released all of its workers: c took three of them, b has its two. a is below its
+	// share (2) by more than the slack (1): the plan must give it two — not from c's moved.
+	owners := []string{"c", "c", "c", "b", "b", "c"}
+	from := []string{"a", "a", "a", "", "", ""}
+	p := placeNames(nodes, names, owners, from, 0.1)
+	for i, n := range names {
+		if from[i] == "a" && p.target[n] == "a" {
+			t.Errorf("%s, moved from a, is planned back to a (plan %v)", n, p.target)
+		}
+	}
+	if p.load["a"] < 1 {
+		t.Errorf("a gets %d workers (plan %v), want at least 1", p.load["a"], p.target)
+	}
+	for node, l := range p.load {
+		if s := p.share[node]; l < s-1 || l > s+1 {
+			t.Errorf("%s: %d workers, share %d: outside the slack (plan %v)", node, l, s, p.target)
+		}
+	}
+	// Without from, the same owners send the names that score best on a back to it.
+	back := placeNames(nodes, names, owners, nil, 0.1)
+	if back.load["a"] < 1 {
+		t.Fatalf("without from a gets nothing: %v", back.target)
+	}
+}
