@@ -45,7 +45,8 @@ func MaybeRunWatchdog() {
 }
 
 // watchdog is the state of the shim process: one command, its process group and its
-// deadline. Everything but orphan reaping runs on the main goroutine.
+// deadline. Everything but orphan reaping and the control pipe's reading runs on one
+// goroutine at a time: the main one until the command has started, then supervise.
 type watchdog struct {
 	status *json.Encoder
 	self   int
@@ -158,6 +159,18 @@ func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
 	w.pid = pid
 	w.report(statusMsg{Ev: evStarted, Pid: pid})
 
+	// This goroutine keeps the thread that forked the command locked, for the command's
+	// Pdeathsig, until the end; the rest runs on a goroutine free to run on any thread. A
+	// goroutine locked to a thread resumes only on that thread: each event, the command's
+	// exit among them, would wait for a hand-over between threads.
+	code := make(chan int)
+	go func() { code <- w.supervise(ctrl, sigs, chld) }()
+	return <-code
+}
+
+// supervise follows the command from its start to the end of its process group and
+// reports how it ended.
+func (w *watchdog) supervise(ctrl *bufio.Reader, sigs, chld <-chan os.Signal) int {
 	msgs := make(chan controlMsg)
 	go func() { // ends with the process
 		defer close(msgs)
