@@ -342,7 +342,8 @@ func (r *run) wait(ctx context.Context) error {
 	)
 	silence := time.NewTimer(startTimeout)
 	defer silence.Stop()
-	// The next spare starts once this command has started, or failed to (Spares).
+	// The next spare starts refillDelay after this command has started, or when it failed
+	// to start or has ended (Spares).
 	defer r.spec.Spares.Prepare(r.spec.Shim)
 loop:
 	for {
@@ -369,7 +370,7 @@ loop:
 				if r.spec.OnStart != nil {
 					r.spec.OnStart(pid)
 				}
-				r.spec.Spares.Prepare(r.spec.Shim)
+				r.spec.Spares.refillSoon(r.spec.Shim)
 			case evFenced:
 				r.log.Warn("lease deadline passed without extension; watchdog is stopping the command",
 					"pid", pid, "late", time.Duration(m.LateNs))

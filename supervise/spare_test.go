@@ -3,6 +3,7 @@ package supervise
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"testing"
@@ -108,6 +109,41 @@ func TestSparesKeep(t *testing.T) {
 		defer sp.mu.Unlock()
 		return len(sp.spare[DefaultShim]) == 2
 	})
+}
+
+// TestSparesRefillWhileRunning: the spare a long-running command took is replaced while
+// that command still runs (refillDelay after its start), not only once it has ended.
+func TestSparesRefillWhileRunning(t *testing.T) {
+	sp := NewSpares()
+	defer sp.Close()
+	sp.Prepare("")
+	poll(t, "a spare watchdog", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return len(sp.spare[DefaultShim]) == 1
+	})
+	spec := shSpec(t, t.TempDir(), `exec sleep 60`, newLogRecorder())
+	spec.Spares = sp
+	started := make(chan struct{})
+	spec.OnStart = func(int) { close(started) }
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, spec, newTestLease(time.Minute)) }()
+	<-started
+	poll(t, "the next spare while the command runs", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return len(sp.spare[DefaultShim]) == 1
+	})
+	select {
+	case err := <-errc:
+		t.Fatalf("the command ended early: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, ErrStopped) {
+		t.Errorf("Run: %v, want ErrStopped", err)
+	}
 }
 
 // TestRunReturnsAtExitReport: with Spares, Run returns once the watchdog has reported the
