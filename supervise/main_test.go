@@ -22,6 +22,12 @@ import (
 // The test binary is also the watchdog (Spec.Shim defaults to the running binary) and,
 // with helperEnv set, a fake coordinator that tests can SIGKILL or SIGSTOP.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == watchdogArg && os.Getenv(lingerEnv) != "" {
+		// A watchdog slow to exit after its last report (TestRunReturnsAtExitReport).
+		code := runWatchdog()
+		time.Sleep(time.Minute)
+		os.Exit(code)
+	}
 	MaybeRunWatchdog()
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(runFakeCoordinator())
@@ -38,6 +44,7 @@ const (
 	helperScriptEnv = "SUPERVISE_TEST_SCRIPT"
 	helperTTLEnv    = "SUPERVISE_TEST_TTL"
 	helperGraceEnv  = "SUPERVISE_TEST_FENCE_GRACE"
+	lingerEnv       = "SUPERVISE_TEST_LINGER"
 )
 
 // runFakeCoordinator runs a script under Run with a lease that it extends every TTL/10

@@ -53,7 +53,9 @@ const (
 // deadline passes without an extension, the watchdog stops the command on its own
 // (SIGKILL FenceGrace after the deadline) and Run returns an error wrapping ErrFenced.
 // The command never starts unless the deadline is still ahead. Other errors wrap
-// ErrInvalidSpec, ErrStart or ErrWatchdog.
+// ErrInvalidSpec, ErrStart or ErrWatchdog. With spec.Spares set, Run returns once the
+// command's end is reported and its output read, and the watchdog process itself is
+// reaped in the background (Spares.Close waits for it).
 func Run(ctx context.Context, spec Spec, lease Lease) error {
 	if err := spec.Validate(); err != nil {
 		return err
@@ -199,14 +201,22 @@ func (r *run) launch(label string) error {
 	return nil
 }
 
-// begin starts the goroutines that talk to a launched watchdog, and sends it start.
+// begin sends a launched watchdog its start message and starts the goroutines that talk
+// to it.
 func (r *run) begin(start startMsg) {
 	r.stopReq = make(chan struct{})
 	r.done = make(chan struct{})
+	// The start message goes out first, before any goroutine of this run has to be
+	// scheduled: the command's start waits for it.
+	enc := json.NewEncoder(r.ctrl)
+	d, changed := r.lease.Deadline()
+	sent := enc.Encode(controlMsg{Op: opStart, Deadline: monoDeadline(d), Start: &start}) == nil
 	r.output.Add(2)
 	r.goFunc(func() { defer r.output.Done(); logLines(r.stdout, r.log, "stdout") })
 	r.goFunc(func() { defer r.output.Done(); logLines(r.stderr, r.log, "stderr") })
-	r.goFunc(func() { r.forward(start) })
+	if sent { // else the watchdog is gone: wait reports it
+		r.goFunc(func() { r.forward(enc, d, changed) })
+	}
 }
 
 // startLocked starts the watchdog from a goroutine locked to its OS thread and keeps the
@@ -229,15 +239,10 @@ func (r *run) startLocked() error {
 	return <-errc
 }
 
-// forward is the only writer of the control pipe: the start message, then every new
-// deadline and the stop request. A write blocks only while the watchdog does not read;
-// closing the pipe at the end unblocks it.
-func (r *run) forward(start startMsg) {
-	enc := json.NewEncoder(r.ctrl)
-	d, changed := r.lease.Deadline()
-	if enc.Encode(controlMsg{Op: opStart, Deadline: monoDeadline(d), Start: &start}) != nil {
-		return
-	}
+// forward is the only writer of the control pipe after the start message (begin): every
+// new deadline after d and the stop request. A write blocks only while the watchdog does
+// not read; closing the pipe at the end unblocks it.
+func (r *run) forward(enc *json.Encoder, d time.Time, changed <-chan struct{}) {
 	stop := r.stopReq
 	for {
 		select {
@@ -264,8 +269,49 @@ func (r *run) forward(start startMsg) {
 	}
 }
 
-// wait follows the watchdog's reports until it exits, then cleans up and maps the
-// outcome to Run's result.
+// finish waits for the watchdog to exit, then for the goroutines that served it, and
+// closes the pipes. It returns how the watchdog ended, for errors.
+func (r *run) finish() string {
+	shimState := "state unknown"
+	// A watchdog that reported its command's end or closed its status pipe has nothing
+	// left to do but exit; one that does not (stopped, say) is killed, not waited for
+	// forever.
+	kill := time.AfterFunc(backstopSlack, func() { _ = r.cmd.Process.Kill() })
+	err := r.cmd.Wait()
+	kill.Stop()
+	if r.cmd.ProcessState != nil {
+		shimState = r.cmd.ProcessState.String()
+	} else if err != nil {
+		shimState = err.Error()
+	}
+	close(r.done)
+	close(r.threadDone)
+	r.ctrl.Close() // EOF for a watchdog that is somehow still alive; unblocks forward
+	r.drainOutput()
+	r.wg.Wait()
+	r.status.Close()
+	r.stdout.Close()
+	r.stderr.Close()
+	return shimState
+}
+
+// drainOutput waits until the command's output has been read to its end, but not forever:
+// only processes that could not be killed keep the pipes open longer than the watchdog.
+func (r *run) drainOutput() {
+	outDone := make(chan struct{})
+	go func() { r.output.Wait(); close(outDone) }()
+	select {
+	case <-outDone:
+	case <-time.After(outputDrain):
+		_ = r.stdout.SetReadDeadline(time.Now())
+		_ = r.stderr.SetReadDeadline(time.Now())
+		<-outDone
+	}
+}
+
+// wait follows the watchdog's reports until its exit report (or until it exits without
+// one), cleans up — in the background after an exit report, when Spares can wait for it
+// — and maps the outcome to Run's result.
 func (r *run) wait(ctx context.Context) error {
 	events := make(chan statusMsg)
 	r.goFunc(func() {
@@ -296,7 +342,8 @@ func (r *run) wait(ctx context.Context) error {
 	)
 	silence := time.NewTimer(startTimeout)
 	defer silence.Stop()
-	// The next spare starts once this command has started, or failed to (Spares).
+	// The next spare starts refillDelay after this command has started, or when it failed
+	// to start or has ended (Spares).
 	defer r.spec.Spares.Prepare(r.spec.Shim)
 loop:
 	for {
@@ -323,7 +370,7 @@ loop:
 				if r.spec.OnStart != nil {
 					r.spec.OnStart(pid)
 				}
-				r.spec.Spares.Prepare(r.spec.Shim)
+				r.spec.Spares.refillSoon(r.spec.Shim)
 			case evFenced:
 				r.log.Warn("lease deadline passed without extension; watchdog is stopping the command",
 					"pid", pid, "late", time.Duration(m.LateNs))
@@ -335,6 +382,9 @@ loop:
 				}
 			case evExit:
 				exit = &m
+				// The last message: the command and what it left behind are gone. The
+				// watchdog's own exit (a few ms, tens on a busy machine) is not waited for.
+				break loop
 			}
 		case <-silence.C:
 			r.log.Error("the watchdog did not answer; killing it", "after", startTimeout, "shim", r.spec.Shim)
@@ -346,30 +396,18 @@ loop:
 			_ = r.cmd.Process.Kill()
 		}
 	}
-	shimState := "state unknown"
-	if err := r.cmd.Wait(); r.cmd.ProcessState != nil {
-		shimState = r.cmd.ProcessState.String()
-	} else if err != nil {
-		shimState = err.Error()
+	shimState := ""
+	if exit != nil && startErr == "" && protoErr == "" {
+		// The watchdog closed its copies of the output pipes before reporting the exit:
+		// what the command wrote last is read here, before Run returns. The watchdog is
+		// reaped in the background when Spares can wait for it.
+		r.drainOutput()
+		if !r.spec.Spares.reap(func() { r.finish() }) {
+			r.finish()
+		}
+	} else {
+		shimState = r.finish()
 	}
-	close(r.done)
-	close(r.threadDone)
-	r.ctrl.Close() // EOF for a watchdog that is somehow still alive; unblocks forward
-
-	// Output of the last moments is still in the pipes: read it, but not forever.
-	outDone := make(chan struct{})
-	go func() { r.output.Wait(); close(outDone) }()
-	select {
-	case <-outDone:
-	case <-time.After(outputDrain):
-		_ = r.stdout.SetReadDeadline(time.Now())
-		_ = r.stderr.SetReadDeadline(time.Now())
-		<-outDone
-	}
-	r.wg.Wait()
-	r.status.Close()
-	r.stdout.Close()
-	r.stderr.Close()
 
 	name := r.spec.Name
 	switch {

@@ -1,7 +1,10 @@
 package supervise
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -106,6 +109,93 @@ func TestSparesKeep(t *testing.T) {
 		defer sp.mu.Unlock()
 		return len(sp.spare[DefaultShim]) == 2
 	})
+}
+
+// TestSparesRefillWhileRunning: the spare a long-running command took is replaced while
+// that command still runs (refillDelay after its start), not only once it has ended.
+func TestSparesRefillWhileRunning(t *testing.T) {
+	sp := NewSpares()
+	defer sp.Close()
+	sp.Prepare("")
+	poll(t, "a spare watchdog", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return len(sp.spare[DefaultShim]) == 1
+	})
+	spec := shSpec(t, t.TempDir(), `exec sleep 60`, newLogRecorder())
+	spec.Spares = sp
+	started := make(chan struct{})
+	spec.OnStart = func(int) { close(started) }
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, spec, newTestLease(time.Minute)) }()
+	<-started
+	poll(t, "the next spare while the command runs", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return len(sp.spare[DefaultShim]) == 1
+	})
+	select {
+	case err := <-errc:
+		t.Fatalf("the command ended early: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, ErrStopped) {
+		t.Errorf("Run: %v, want ErrStopped", err)
+	}
+}
+
+// TestRunReturnsAtExitReport: with Spares, Run returns once the watchdog has reported the
+// command's end and the output has been read, without waiting for the watchdog process to
+// exit (a few ms, tens on a busy machine, of every handoff: issue 14); Close reaps it, and
+// kills one that stays.
+func TestRunReturnsAtExitReport(t *testing.T) {
+	sp := NewSpares()
+	defer sp.Close()
+	os.Setenv(lingerEnv, "1") // the spare started now stays a minute after its last report
+	defer os.Unsetenv(lingerEnv)
+	sp.Prepare("")
+	var spare int
+	poll(t, "a spare watchdog", func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		if len(sp.spare[DefaultShim]) == 0 {
+			return false
+		}
+		spare = sp.spare[DefaultShim][0].cmd.Process.Pid
+		return true
+	})
+	os.Unsetenv(lingerEnv) // the next spares exit as usual
+	log := newLogRecorder()
+	spec := shSpec(t, t.TempDir(), `echo bye`, log)
+	spec.Spares = sp
+	if err := Run(context.Background(), spec, newTestLease(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := log.find("bye"); !ok {
+		t.Errorf("the command's last output was not logged before Run returned: %v", log.records())
+	}
+	if state, ok := procState(spare); !ok || state == 'Z' {
+		t.Fatalf("Run returned only once watchdog %d had exited (state %q), which stays a minute after its last report", spare, state)
+	}
+	sp.Close()
+	if _, ok := procStartTime(spare); ok {
+		t.Errorf("watchdog %d still there after Close", spare)
+	}
+}
+
+// procState returns the state letter of process pid.
+func procState(pid int) (byte, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0, false
+	}
+	return data[i+2], true
 }
 
 // poll waits up to 10 s for cond.

@@ -45,7 +45,8 @@ func MaybeRunWatchdog() {
 }
 
 // watchdog is the state of the shim process: one command, its process group and its
-// deadline. Everything but orphan reaping runs on the main goroutine.
+// deadline. Everything but orphan reaping and the control pipe's reading runs on one
+// goroutine at a time: the main one until the command has started, then supervise.
 type watchdog struct {
 	status *json.Encoder
 	self   int
@@ -102,6 +103,20 @@ func (w *watchdog) report(m statusMsg) {
 }
 
 func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
+	// Orphaned descendants of the command are reparented to us instead of init, so that
+	// we can reap them and kill those that left the process group. Without it (very old
+	// kernels, seccomp) only the process group is cleaned up.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	// Before the start message, which a spare waits for idle: enabling a signal hands a
+	// request to the runtime's signal thread and back, 3 ms and more on a busy machine,
+	// that the command's start would wait for (issue 14).
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+
+	// Decode a start message once while idle, so that the real one finds the decoder
+	// built and its code and memory paged in.
+	_ = json.Unmarshal([]byte(`{"op":"","start":{"args":[""],"env":[""]}}`), new(controlMsg))
+
 	var first controlMsg
 	if err := readMsg(ctrl, &first); err != nil {
 		return 0 // the coordinator went away before it said what to run
@@ -130,13 +145,6 @@ func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
 		return 0
 	}
 
-	// Orphaned descendants of the command are reparented to us instead of init, so that
-	// we can reap them and kill those that left the process group. Without it (very old
-	// kernels, seccomp) only the process group is cleaned up.
-	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
-
 	env := append(w.cfg.Env[:len(w.cfg.Env):len(w.cfg.Env)], fmt.Sprintf("%s=%d", ExecStampEnv, monoNow()))
 	pid, err := syscall.ForkExec(w.cfg.Path, w.cfg.Args, &syscall.ProcAttr{
 		Dir:   w.cfg.Dir,
@@ -151,6 +159,18 @@ func (w *watchdog) run(ctrl *bufio.Reader, sigs <-chan os.Signal) int {
 	w.pid = pid
 	w.report(statusMsg{Ev: evStarted, Pid: pid})
 
+	// This goroutine keeps the thread that forked the command locked, for the command's
+	// Pdeathsig, until the end; the rest runs on a goroutine free to run on any thread. A
+	// goroutine locked to a thread resumes only on that thread: each event, the command's
+	// exit among them, would wait for a hand-over between threads.
+	code := make(chan int)
+	go func() { code <- w.supervise(ctrl, sigs, chld) }()
+	return <-code
+}
+
+// supervise follows the command from its start to the end of its process group and
+// reports how it ended.
+func (w *watchdog) supervise(ctrl *bufio.Reader, sigs, chld <-chan os.Signal) int {
 	msgs := make(chan controlMsg)
 	go func() { // ends with the process
 		defer close(msgs)
@@ -271,6 +291,10 @@ loop:
 			exit.Lingering++
 		}
 	}
+	// Our copies of the command's output pipes go first: Run reads the output to its end
+	// once it has the exit report, without waiting for this process to exit.
+	_ = unix.Close(1)
+	_ = unix.Close(2)
 	w.report(exit)
 	return 0
 }
