@@ -135,12 +135,14 @@ type Engine struct {
 	wg     sync.WaitGroup
 	// stopCtx ends at Close's hard deadline (ShutdownGrace + FenceGrace after Close began):
 	// stops and releases still under way then give up, leaving claims to expire.
-	stopCtx    context.Context
-	stopCancel context.CancelFunc
-	closeErr   error
+	stopCtx     context.Context
+	stopCancel  context.CancelFunc
+	unwatchStop func() bool // stops closeTerms from running when stopCtx ends
+	closeErr    error
 
 	termsMu sync.Mutex
 	terms   map[string]map[string]*liveTerm // live terms by worker name and term id
+	held    map[*heldTerm]struct{}          // terms held (held.go)
 
 	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
 	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
@@ -213,6 +215,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
 		terms:       map[string]map[string]*liveTerm{},
+		held:        map[*heldTerm]struct{}{},
 		callKey:     ck,
 		store:       store,
 		claims:      store.Workers,
@@ -241,6 +244,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		views:         map[string]*nodeView{},
 		takeover:      &takeoverLimiter{rate: cfg.TakeoverRate, burst: maxBurstOps},
 	}
+	e.unwatchStop = context.AfterFunc(stopCtx, e.closeTerms)
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
 	}
@@ -392,6 +396,7 @@ func (e *Engine) Close() error {
 		}
 		e.cancel()
 		e.wg.Wait()
+		e.unwatchStop() // no term is held any more
 		e.stopNodeLease()
 		var left []string
 		for _, t := range e.liveTerms() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -58,36 +57,52 @@ func observationOf(c kv.Change) observation {
 	return o
 }
 
-// worker is the state machine of one registered name on this node. One goroutine (run)
-// drives it; the watcher feeds it observations through observe.
+// worker is the state machine of one registered name on this node. While it holds no
+// term, one goroutine (run) contends for it; a held term (held.go) is driven by its events.
+// The watcher feeds it observations through observe.
 type worker struct {
 	e    *Engine
 	name string
 	fn   WorkerFunc
 	opts workerOptions
 
-	notify  chan struct{} // a new observation arrived (capacity 1)
-	stop    chan struct{} // closed by requestStop
-	done    chan struct{} // closed when run returns
-	handoff chan string   // hand the worker over: stop, release, hold off (capacity 1)
+	notify chan struct{} // a new observation arrived (capacity 1)
+	stop   chan struct{} // closed by requestStop
+	done   chan struct{} // closed when run returns
 
 	mu        sync.Mutex
 	obs       observation
 	owns      bool
+	t         *heldTerm // the term held, if any
 	ended     uint64    // terms ended so far (Release waits for the next)
 	holdUntil time.Time // after a handoff, leave the worker to others until then
-	stopOnce  sync.Once
+	// handoffReq is a handoff asked while no term could hear it: the next term hands over.
+	handoffReq string
+	stopOnce   sync.Once
 
 	waitingFor string // the live term this registration waits for (logged once)
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
 	return &worker{e: e, name: name, fn: fn, opts: o,
-		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		handoff: make(chan string, 1)}
+		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (w *worker) requestStop() { w.stopOnce.Do(func() { close(w.stop) }) }
+// requestStop stops the worker: its held term, if any, and its contend loop.
+func (w *worker) requestStop() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	w.mu.Lock()
+	t := w.t
+	var s termStep
+	if t != nil {
+		t.beginStopLocked("")
+		s = t.nextLocked()
+	}
+	w.mu.Unlock()
+	if t != nil {
+		t.dispatch(s)
+	}
+}
 
 func (w *worker) stopped() bool {
 	select {
@@ -108,23 +123,6 @@ func (w *worker) termsEnded() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ended
-}
-
-func (w *worker) setOwning(v bool) {
-	w.mu.Lock()
-	changed := w.owns != v
-	w.owns = v
-	if changed && !v {
-		w.ended++
-	}
-	w.mu.Unlock()
-	if changed {
-		if v {
-			w.e.metrics.Owned(1)
-		} else {
-			w.e.metrics.Owned(-1)
-		}
-	}
 }
 
 // observe records o unless an observation of the same or a newer revision is already known,
@@ -167,7 +165,16 @@ func (w *worker) observe(o observation) {
 		}
 	}
 	w.obs = o
+	s := stepNone
+	t := w.t
+	if t != nil && !t.over && w.overwritten(t.rev, t.c.Term) {
+		t.lostLocked()
+		s = t.nextLocked()
+	}
 	w.mu.Unlock()
+	if t != nil {
+		t.dispatch(s)
+	}
 	select {
 	case w.notify <- struct{}{}:
 	default:
@@ -229,15 +236,16 @@ func (w *worker) wait(d time.Duration) bool {
 // the process's memory. Exactly one goroutine runs the worker's loop at any time: this one
 // ends as the next begins.
 func (w *worker) run() {
-	claimed, rev, c := w.contend()
-	if !claimed {
-		close(w.done)
-		return
+	for {
+		claimed, rev, c := w.contend()
+		if !claimed {
+			close(w.done)
+			return
+		}
+		if w.begin(rev, &c) {
+			return // the term runs on, and starts run again when it ends
+		}
 	}
-	w.e.goFunc(func() {
-		w.term(rev, &c)
-		w.run()
-	})
 }
 
 // contend runs the worker's loop until it is stopped (false) or it won a claim, whose
@@ -446,11 +454,28 @@ func (w *worker) holdOff() time.Duration {
 	return w.holdUntil.Sub(e.cfg.Clock.Now())
 }
 
-// requestHandoff asks the owner loop to hand the worker over.
+// requestHandoff asks the held term to hand the worker over; asked while no term can hear
+// it, the next term does.
 func (w *worker) requestHandoff(reason string) {
-	select {
-	case w.handoff <- reason:
-	default:
+	w.mu.Lock()
+	t := w.t
+	s, began := stepNone, false
+	switch {
+	case t == nil || t.over:
+		t = nil
+		if w.handoffReq == "" {
+			w.handoffReq = reason
+		}
+	case !t.stopping:
+		t.beginStopLocked(reason)
+		s, began = t.nextLocked(), true
+	}
+	w.mu.Unlock()
+	if began {
+		w.log().Debug("handing over", "reason", reason)
+	}
+	if t != nil {
+		t.dispatch(s)
 	}
 }
 
@@ -558,123 +583,6 @@ func (w *worker) clear(o observation) {
 	}
 }
 
-// term runs one ownership term: start the worker, renew, and end the term on a stop, a
-// lost claim or a passed deadline.
-func (w *worker) term(rev uint64, c *kv.Claim) {
-	e := w.e
-	clock := e.cfg.Clock
-	token := c.Token
-	lease := newLease(w.name, e.node, token, time.Time{})
-	ctx, cancel := context.WithCancelCause(context.Background())
-	// The term hangs off the node lease: its deadline is the node lease's, and the node
-	// lease's own timer — not a step of any loop, which may be stuck (paused process,
-	// blocked call) — ends the worker's context when it passes.
-	h := &termHandle{lease: lease, cancel: cancel}
-	if !e.bindTerm(h) {
-		cancel(nil)
-		w.unbound(rev, c)
-		return
-	}
-	w.setOwning(true)
-	w.begun(token)
-	// A lost term fences now: the deadline is pulled in, so a supervised command is killed
-	// FenceGrace from now, not FenceGrace after the last renewal's deadline.
-	lost := func() {
-		lease.fence(clock.Now())
-		cancel(ErrLeaseLost)
-	}
-
-	lease.e, lease.ctx = e, ctx
-	unserve := w.serve(ctx, lease)
-	runDone := make(chan struct{})
-	// The worker function is not one of the engine's goroutines: Close must not wait for
-	// it forever. The live term stands for it until it returns.
-	lt := e.termStarted(w.name, c.Term, token)
-	go func() {
-		defer e.termEnded(lt)
-		defer close(runDone)
-		w.runWorker(ctx, lease)
-	}()
-
-	// The claim needs no renewal; it is written again at about half its server TTL, a
-	// backstop, at a random point so that a node's claims do not come due together.
-	refreshEvery := func() time.Duration {
-		return e.cfg.ClaimTTL/2 - time.Duration(rand.Int64N(int64(e.cfg.ClaimTTL/10)))
-	}
-	refresh := clock.NewTimer(refreshEvery())
-	var stopDeadline <-chan time.Time
-	stopping := false
-	handoff := ""
-	ended := ctx.Done()
-	stopC := w.stop // nil once stopping: a closed channel in a select would spin the loop
-	var stopTimer Timer
-	// One deferred call, not one each: every deferred call takes room in the frame of
-	// term, on the stack of every held worker's goroutine.
-	defer func() {
-		if stopTimer != nil {
-			stopTimer.Stop()
-		}
-		refresh.Stop()
-		unserve()
-		w.setOwning(false)
-		e.unbindTerm(h)
-		cancel(nil)
-	}()
-	beginStop := func() {
-		stopping = true
-		stopC = nil
-		ended = nil // the term now ends when the worker has stopped
-		cancel(ErrStopping)
-		stopTimer = clock.NewTimer(e.cfg.ShutdownGrace)
-		stopDeadline = stopTimer.C()
-	}
-
-	for {
-		select {
-		case <-stopC:
-			beginStop()
-		case reason := <-w.handoff:
-			if !stopping {
-				handoff = reason
-				w.log().Debug("handing over", "reason", reason)
-				beginStop()
-			}
-		case <-stopDeadline:
-			// The claim is never deleted while the worker may still run: it expires. The
-			// node claims the name again only once the worker has stopped.
-			w.abandon(lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
-			return
-		case <-e.stopCtx.Done():
-			w.abandon(lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
-			return
-		case <-runDone:
-			runDone = nil
-			if stopping {
-				w.stopped_(rev, c, handoff)
-				return
-			}
-			if ctx.Err() != nil {
-				w.endTerm(ctx, rev, c, nil)
-				return
-			}
-			// The function finished and its policy says not to run it again: keep the claim.
-		case <-w.notify:
-			if w.overwritten(rev, c.Term) {
-				lost()
-			}
-		case <-ended:
-			w.endTerm(ctx, rev, c, runDone)
-			return
-		case <-refresh.C():
-			var ok bool
-			rev, ok = w.refreshDue(rev, c, refresh, refreshEvery)
-			if !ok {
-				lost()
-			}
-		}
-	}
-}
-
 // unbound gives back a claim that landed while the node lease was not live. The helpers
 // of term below are apart from it so that term's frame — on the stack of every held
 // worker's goroutine — stays small.
@@ -686,11 +594,9 @@ func (w *worker) unbound(rev uint64, c *kv.Claim) {
 }
 
 // overwritten reports whether the claim was written since rev by another term than this
-// one (term).
-//
-//go:noinline
+// one (term). w.mu is held.
 func (w *worker) overwritten(rev uint64, term string) bool {
-	o := w.snapshot()
+	o := &w.obs
 	return o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == term)
 }
 
