@@ -123,7 +123,8 @@ type Engine struct {
 	claims      *kv.Bucket
 	node        string
 	incarnation string
-	callKey     callKey // signs call replies; its public half is in every claim we write
+	callKey     callKey           // signs call replies; its public half is in every claim we write
+	claimMeta   map[string]string // the Meta of every claim we write (shared: never modified)
 	cfg         Config
 	log         *slog.Logger
 	metrics     Metrics
@@ -141,8 +142,8 @@ type Engine struct {
 	closeErr    error
 
 	termsMu sync.Mutex
-	terms   map[string]map[string]*liveTerm // live terms by worker name and term id
-	held    map[*heldTerm]struct{}          // terms held (held.go)
+	terms   map[string]*liveTerm   // live terms by worker name (term.go)
+	held    map[*heldTerm]struct{} // terms held (held.go)
 
 	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
 	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
@@ -214,9 +215,10 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 	e := &Engine{
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
-		terms:       map[string]map[string]*liveTerm{},
+		terms:       map[string]*liveTerm{},
 		held:        map[*heldTerm]struct{}{},
 		callKey:     ck,
+		claimMeta:   map[string]string{MetaCallKey: ck.public},
 		store:       store,
 		claims:      store.Workers,
 		node:        node,
@@ -400,13 +402,14 @@ func (e *Engine) Close() error {
 		e.stopNodeLease()
 		var left []string
 		for _, t := range e.liveTerms() {
+			done := e.doneC(t)
 			select {
-			case <-t.done:
+			case <-done:
 				continue
 			case <-e.stopCtx.Done():
 			}
 			select {
-			case <-t.done:
+			case <-done:
 				continue
 			default:
 			}

@@ -119,7 +119,7 @@ func (t *heldTerm) run(s termStep) {
 			w.mu.Lock()
 			var runDone <-chan struct{}
 			if !t.runDone {
-				runDone = t.lt.done
+				runDone = t.w.e.doneC(t.lt)
 			}
 			w.mu.Unlock()
 			w.endTerm(t.lease.ctx, t.rev, &t.c, runDone)

@@ -49,6 +49,7 @@ func observationOf(c kv.Change) observation {
 	switch c.Op {
 	case kv.OpPut:
 		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
+		o.claim.Meta = nil // not needed here, and a map per worker held in memory
 	case kv.OpDelete:
 		var rc kv.Claim
 		rc, o.released = kv.DecodeRelease(c.Key, c.Value)
@@ -80,7 +81,8 @@ type worker struct {
 	handoffReq string
 	stopOnce   sync.Once
 
-	waitingFor string // the live term this registration waits for (logged once)
+	waitingFor string        // the live term this registration waits for (logged once)
+	pause      time.Duration // the wait the contend step under way asks for (run's only)
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
@@ -215,8 +217,32 @@ func (w *worker) refresh(ctx context.Context) error {
 	return nil
 }
 
-// wait blocks for d, a new observation or a stop; it reports false on stop.
+// wait makes the contend loop wait for d, a new observation or a stop once the step under
+// way returned (run parks it, in a small frame); it reports true.
 func (w *worker) wait(d time.Duration) bool {
+	w.pause = d
+	return true
+}
+
+// What a step of the contend loop asks of run, besides a wait (a positive duration).
+const (
+	waitSynced time.Duration = -1 // wait until the first watch delivered every claim
+	termBegan  time.Duration = -2 // a claim was won and its term began
+	stopNow    time.Duration = -3 // the worker was stopped
+)
+
+// park waits as a step of the contend loop asked (d > 0, or waitSynced); it reports false on
+// a stop.
+func (w *worker) park(d time.Duration) bool {
+	if d == waitSynced {
+		select {
+		case <-w.stop:
+			return false
+		case <-w.e.synced:
+		case <-w.notify:
+		}
+		return true
+	}
 	t := w.e.cfg.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -228,136 +254,126 @@ func (w *worker) wait(d time.Duration) bool {
 	return true
 }
 
-// run contends for the worker and runs it while owning it, until stopped.
+// run contends for the worker until it is stopped or wins a claim. A won claim's term runs
+// on without this goroutine (held.go), and starts run again on a fresh one when it ends.
 //
-// A won claim's term runs on a fresh goroutine, which then contends again: the claim's
-// store calls grow this goroutine's stack, and a held worker's goroutine is parked in its
-// term for as long as it is held — with 100,000 held workers, a grown stack each is most of
-// the process's memory. Exactly one goroutine runs the worker's loop at any time: this one
-// ends as the next begins.
+// Each step of the loop (contend) runs in a frame of its own, which its store calls grow;
+// run waits between steps in a small frame. A contending goroutine is parked most of the
+// time, and the average parked stack sets the size every new goroutine starts with (the
+// runtime's adaptive stack start), a held worker's among them: with 100,000 workers,
+// stacks are a good part of the process's memory.
 func (w *worker) run() {
 	for {
-		claimed, rev, c := w.contend()
-		if !claimed {
-			close(w.done)
+		switch d := w.contend(); {
+		case d == termBegan:
 			return
+		case d == stopNow:
+		case d == 0:
+			continue
+		case w.park(d):
+			continue
 		}
-		if w.begin(rev, &c) {
-			return // the term runs on, and starts run again when it ends
-		}
+		close(w.done)
+		return
 	}
 }
 
-// contend runs the worker's loop until it is stopped (false) or it won a claim, whose
-// term is then to be run.
+// contend takes one step of the worker's loop: it returns how long to wait before the
+// next (0: none), termBegan when it won a claim and began its term, stopNow when stopped.
 //
 //go:noinline
-func (w *worker) contend() (claimed bool, rev uint64, c kv.Claim) {
+func (w *worker) contend() time.Duration {
 	e := w.e
 	retry := e.cfg.RenewInterval / 4
-	for !w.stopped() {
-		o := w.snapshot()
-		if !o.known {
-			select {
-			case <-e.synced:
-			default:
-				// The first watch delivers every claim: wait for it rather than read each.
-				select {
-				case <-w.stop:
-					return
-				case <-e.synced:
-				case <-w.notify:
-				}
-				continue
-			}
-			if err := w.refresh(e.ctx); err != nil {
-				w.log().Debug("cannot read claim; retrying", "err", err)
-				if !w.wait(retry) {
-					return
-				}
-			}
-			continue
-		}
-		if hold := w.holdOff(); hold > 0 {
-			// A leftover claim of ours whose worker has stopped is released even now: it
-			// would not expire while our node lease lives.
-			if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
-				w.clear(own)
-				continue
-			}
-			if !w.wait(hold) {
-				return
-			}
-			continue
-		}
-		switch {
-		case !o.present:
-			if t := e.termRunning(w.name); t != nil {
-				// An earlier term of this name on this node may still run: its command
-				// not reaped, its function not returned. Its end pokes us.
-				w.waitTerm(t)
-				if !w.wait(e.cfg.TTL) {
-					return
-				}
-				continue
-			}
-			if !o.released && !o.cleared && !o.never {
-				if own, mine := w.leftover(o); mine {
-					// Our claim, deleted or expired while its term ran (which ended at
-					// once); the worker has stopped: say so, so that no one waits for
-					// our node lease to end.
-					w.clear(own)
-					continue
-				}
-				// Deleted, purged or expired without the owner's word: take over only
-				// when our own clock says the owner's lease has run out.
-				if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
-					continue
-				}
-			} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
-				// Released, or never claimed: the successor the release names or the
-				// preferred node claims at once, the others after the claim grace. A
-				// lease that ran out goes to the preferred node first (a dead owner is
-				// out of placement once its record went stale).
-				if !w.wait(left) {
-					return
-				}
-				continue
-			}
-			if rev, c, ok := w.claim(o); ok {
-				return true, rev, c
-			}
-		case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
-			if t := e.liveTerm(w.name, o.claim.Term); t != nil {
-				// Our claim, and its worker may still run: never clear it. It is left to
-				// expire, or released once the worker stops.
-				w.waitTerm(t)
-				if !w.wait(e.cfg.TTL) {
-					return
-				}
-				continue
-			}
-			// Our own claim from a term whose worker has stopped (fenced, a stop that
-			// outran ShutdownGrace, or a claim whose reply was lost): clearing it is a
-			// release.
-			w.clear(o)
+	w.pause = 0
+	if w.stopped() {
+		return stopNow
+	}
+	o := w.snapshot()
+	if !o.known {
+		select {
+		case <-e.synced:
 		default:
-			// Someone else's claim: it is dead once the node lease it is bound to is
-			// (a claim of an older version or not valid: once TTL passes with no newer
-			// revision). Then it is overwritten by compare-and-set: one write.
-			var c kv.Claim
-			if o.malformed == nil {
-				c = o.claim
+			// The first watch delivers every claim: wait for it rather than read each.
+			return waitSynced
+		}
+		if err := w.refresh(e.ctx); err != nil {
+			w.log().Debug("cannot read claim; retrying", "err", err)
+			w.wait(retry)
+		}
+		return w.pause
+	}
+	if hold := w.holdOff(); hold > 0 {
+		// A leftover claim of ours whose worker has stopped is released even now: it
+		// would not expire while our node lease lives.
+		if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
+			w.clear(own)
+			return w.pause
+		}
+		w.wait(hold)
+		return w.pause
+	}
+	switch {
+	case !o.present:
+		if t := e.termRunning(w.name); t != nil {
+			// An earlier term of this name on this node may still run: its command
+			// not reaped, its function not returned. Its end pokes us.
+			w.waitTerm(t)
+			w.wait(e.cfg.TTL)
+			return w.pause
+		}
+		if !o.released && !o.cleared && !o.never {
+			if own, mine := w.leftover(o); mine {
+				// Our claim, deleted or expired while its term ran (which ended at
+				// once); the worker has stopped: say so, so that no one waits for
+				// our node lease to end.
+				w.clear(own)
+				return w.pause
 			}
-			if !w.dead(c, o.seenAt) || !w.paceTakeover() {
-				continue
+			// Deleted, purged or expired without the owner's word: take over only
+			// when our own clock says the owner's lease has run out.
+			if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
+				return w.pause
 			}
-			if rev, c, ok := w.claim(o); ok {
-				return true, rev, c
-			}
+		} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
+			// Released, or never claimed: the successor the release names or the
+			// preferred node claims at once, the others after the claim grace. A
+			// lease that ran out goes to the preferred node first (a dead owner is
+			// out of placement once its record went stale).
+			w.wait(left)
+			return w.pause
+		}
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+			return termBegan
+		}
+	case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
+		if t := e.liveTerm(w.name, o.claim.Term); t != nil {
+			// Our claim, and its worker may still run: never clear it. It is left to
+			// expire, or released once the worker stops.
+			w.waitTerm(t)
+			w.wait(e.cfg.TTL)
+			return w.pause
+		}
+		// Our own claim from a term whose worker has stopped (fenced, a stop that
+		// outran ShutdownGrace, or a claim whose reply was lost): clearing it is a
+		// release.
+		w.clear(o)
+	default:
+		// Someone else's claim: it is dead once the node lease it is bound to is
+		// (a claim of an older version or not valid: once TTL passes with no newer
+		// revision). Then it is overwritten by compare-and-set: one write.
+		var c kv.Claim
+		if o.malformed == nil {
+			c = o.claim
+		}
+		if !w.dead(c, o.seenAt) || !w.paceTakeover() {
+			return w.pause
+		}
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+			return termBegan
 		}
 	}
-	return false, 0, kv.Claim{}
+	return w.pause
 }
 
 // leftover returns, as an observation to release, our own claim of a term that no longer
@@ -494,7 +510,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 	sent := e.cfg.Clock.Now()
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
-		Meta: map[string]string{MetaCallKey: e.callKey.public}}
+		Meta: e.claimMeta}
 	// Compare-and-set on the key's last change seen (r; 0 when nothing is kept for it), a
 	// dead claim included, which is overwritten:
 	// every earlier term's token is at most its first record's revision, which is at most
