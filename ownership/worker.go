@@ -83,6 +83,7 @@ type worker struct {
 
 	waitingFor string        // the live term this registration waits for (logged once)
 	pause      time.Duration // the wait the contend step under way asks for (run's only)
+	op         bool          // run holds a slot for a claim (e.ops) for the next step
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
@@ -229,7 +230,52 @@ const (
 	waitSynced time.Duration = -1 // wait until the first watch delivered every claim
 	termBegan  time.Duration = -2 // a claim was won and its term began
 	stopNow    time.Duration = -3 // the worker was stopped
+	waitOp     time.Duration = -4 // wait for a slot for a claim (takeOp)
+	readClaim  time.Duration = -5 // read the claim: no observation of it yet
 )
+
+// takeOp takes a slot for a claim (e.ops): the one run waited for, or a free one. When
+// none is free it asks run to wait for one — in its small frame, not in the step's: with
+// 10,000 workers claiming at once, most wait here.
+func (w *worker) takeOp() bool {
+	if w.op {
+		w.op = false
+		return true
+	}
+	select {
+	case w.e.ops <- struct{}{}:
+		return true
+	default:
+		w.pause = waitOp
+		return false
+	}
+}
+
+// awaitOp waits for a slot for a claim, which the next step takes; it reports false on a
+// stop.
+func (w *worker) awaitOp() bool {
+	select {
+	case w.e.ops <- struct{}{}:
+		w.op = true
+		return true
+	case <-w.stop:
+		return false
+	case <-w.e.ctx.Done():
+		return w.park(w.e.cfg.RenewInterval / 4)
+	}
+}
+
+// readClaim reads the claim for a worker the watch has not shown; it reports false on a
+// stop.
+//
+//go:noinline
+func (w *worker) readClaim() bool {
+	if err := w.refresh(w.e.ctx); err != nil {
+		w.log().Debug("cannot read claim; retrying", "err", err)
+		return w.park(w.e.cfg.RenewInterval / 4)
+	}
+	return true
+}
 
 // park waits as a step of the contend loop asked (d > 0, or waitSynced); it reports false on
 // a stop.
@@ -264,12 +310,25 @@ func (w *worker) park(d time.Duration) bool {
 // stacks are a good part of the process's memory.
 func (w *worker) run() {
 	for {
-		switch d := w.contend(); {
+		d := w.contend()
+		if w.op { // waited for, not used: the step found something else to do
+			w.op = false
+			w.e.releaseOp()
+		}
+		switch {
 		case d == termBegan:
 			return
 		case d == stopNow:
 		case d == 0:
 			continue
+		case d == waitOp:
+			if w.awaitOp() {
+				continue
+			}
+		case d == readClaim:
+			if w.readClaim() {
+				continue
+			}
 		case w.park(d):
 			continue
 		}
@@ -284,7 +343,6 @@ func (w *worker) run() {
 //go:noinline
 func (w *worker) contend() time.Duration {
 	e := w.e
-	retry := e.cfg.RenewInterval / 4
 	w.pause = 0
 	if w.stopped() {
 		return stopNow
@@ -297,11 +355,7 @@ func (w *worker) contend() time.Duration {
 			// The first watch delivers every claim: wait for it rather than read each.
 			return waitSynced
 		}
-		if err := w.refresh(e.ctx); err != nil {
-			w.log().Debug("cannot read claim; retrying", "err", err)
-			w.wait(retry)
-		}
-		return w.pause
+		return readClaim // in run's small frame: at a late Register, every worker reads
 	}
 	if hold := w.holdOff(); hold > 0 {
 		// A leftover claim of ours whose worker has stopped is released even now: it
@@ -313,6 +367,7 @@ func (w *worker) contend() time.Duration {
 		w.wait(hold)
 		return w.pause
 	}
+	takeover := false
 	switch {
 	case !o.present:
 		if t := e.termRunning(w.name); t != nil {
@@ -335,6 +390,7 @@ func (w *worker) contend() time.Duration {
 			if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
 				return w.pause
 			}
+			takeover = true
 		} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
 			// Released, or never claimed: the successor the release names or the
 			// preferred node claims at once, the others after the claim grace. A
@@ -345,6 +401,9 @@ func (w *worker) contend() time.Duration {
 		}
 		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
 			return termBegan
+		}
+		if takeover && w.pause == waitOp {
+			e.takeover.giveBack() // not used: the next step reserves one again
 		}
 	case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
 		if t := e.liveTerm(w.name, o.claim.Term); t != nil {
@@ -371,6 +430,9 @@ func (w *worker) contend() time.Duration {
 		}
 		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
 			return termBegan
+		}
+		if w.pause == waitOp {
+			e.takeover.giveBack() // not used: the next step reserves one again
 		}
 	}
 	return w.pause
@@ -520,25 +582,24 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 	if o.never {
 		r = 0
 	}
+	if !w.takeOp() {
+		return 0, kv.Claim{}, false // run waits for a slot, and the next step looks again
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
 	var err error
-	if e.acquireOp(ctx) {
-		c.Token = r + 1
-		if r == 0 {
-			var last uint64
-			if last, err = e.claims.LastRevision(ctx); err == nil {
-				e.noteRevision(last)
-				c.Token = last + 1
-			}
+	c.Token = r + 1
+	if r == 0 {
+		var last uint64
+		if last, err = e.claims.LastRevision(ctx); err == nil {
+			e.noteRevision(last)
+			c.Token = last + 1
 		}
-		if err == nil {
-			rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.ClaimTTL)
-		}
-		e.releaseOp()
-	} else {
-		err = ctx.Err()
 	}
+	if err == nil {
+		rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.ClaimTTL)
+	}
+	e.releaseOp()
 	cancel()
 	switch {
 	case err == nil:
