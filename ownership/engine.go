@@ -313,7 +313,7 @@ func (e *Engine) Unregister(ctx context.Context, name string) error {
 		return nil
 	}
 	select {
-	case <-w.done:
+	case <-w.doneC():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

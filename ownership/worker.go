@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -36,8 +37,17 @@ type observation struct {
 	// version, not bound to a node lease, the time its last revision was seen).
 	seenAt time.Time
 	// last is, for a claim that went away without a release, the last live claim seen
-	// before it: the node lease it was bound to, and whether it was ours.
-	last kv.Claim
+	// before it: the node lease it was bound to, and whether it was ours. Never modified;
+	// nil mostly (a pointer: every registered worker keeps an observation).
+	last *kv.Claim
+}
+
+// lastClaim returns o.last, or the zero claim.
+func (o *observation) lastClaim() kv.Claim {
+	if o.last == nil {
+		return kv.Claim{}
+	}
+	return *o.last
 }
 
 // bound reports whether c is bound to a node lease (not a claim of an older version).
@@ -67,9 +77,8 @@ type worker struct {
 	fn   WorkerFunc
 	opts workerOptions
 
-	notify chan struct{} // a new observation arrived (capacity 1)
-	stop   chan struct{} // closed by requestStop
-	done   chan struct{} // closed when run returns
+	notify   chan struct{} // a new observation arrived, or a stop (capacity 1)
+	stopFlag atomic.Bool   // set by requestStop
 
 	mu        sync.Mutex
 	obs       observation
@@ -79,7 +88,8 @@ type worker struct {
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	// handoffReq is a handoff asked while no term could hear it: the next term hands over.
 	handoffReq string
-	stopOnce   sync.Once
+	exited     bool          // run returned for good (stopped)
+	done       chan struct{} // made on demand (doneC), closed when run returns for good
 
 	waitingFor string        // the live term this registration waits for (logged once)
 	pause      time.Duration // the wait the contend step under way asks for (run's only)
@@ -88,12 +98,36 @@ type worker struct {
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
 	return &worker{e: e, name: name, fn: fn, opts: o,
-		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		notify: make(chan struct{}, 1)}
+}
+
+// doneC returns a channel closed when the worker's loop has returned for good.
+func (w *worker) doneC() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.exited {
+		return closedChan
+	}
+	if w.done == nil {
+		w.done = make(chan struct{})
+	}
+	return w.done
+}
+
+// exit marks the worker's loop as returned for good.
+func (w *worker) exit() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.exited = true
+	if w.done != nil {
+		close(w.done)
+	}
 }
 
 // requestStop stops the worker: its held term, if any, and its contend loop.
 func (w *worker) requestStop() {
-	w.stopOnce.Do(func() { close(w.stop) })
+	w.stopFlag.Store(true)
+	w.poke() // wakes the contend loop, which looks at stopFlag
 	w.mu.Lock()
 	t := w.t
 	var s termStep
@@ -107,14 +141,7 @@ func (w *worker) requestStop() {
 	}
 }
 
-func (w *worker) stopped() bool {
-	select {
-	case <-w.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (w *worker) stopped() bool { return w.stopFlag.Load() }
 
 func (w *worker) owning() bool {
 	w.mu.Lock()
@@ -158,8 +185,9 @@ func (w *worker) observe(o observation) {
 		// write we saw; one we never saw, a TTL after the first marker.
 		switch {
 		case w.obs.present && w.obs.malformed == nil:
-			o.last = w.obs.claim
-			if !bound(o.last) {
+			last := w.obs.claim
+			o.last = &last
+			if !bound(last) {
 				o.seenAt = w.obs.seenAt
 			}
 		case !w.obs.present:
@@ -254,14 +282,18 @@ func (w *worker) takeOp() bool {
 // awaitOp waits for a slot for a claim, which the next step takes; it reports false on a
 // stop.
 func (w *worker) awaitOp() bool {
-	select {
-	case w.e.ops <- struct{}{}:
-		w.op = true
-		return true
-	case <-w.stop:
-		return false
-	case <-w.e.ctx.Done():
-		return w.park(w.e.cfg.RenewInterval / 4)
+	for {
+		select {
+		case w.e.ops <- struct{}{}:
+			w.op = true
+			return true
+		case <-w.notify:
+			if w.stopped() {
+				return false
+			}
+		case <-w.e.ctx.Done():
+			return w.park(w.e.cfg.RenewInterval / 4)
+		}
 	}
 }
 
@@ -282,22 +314,18 @@ func (w *worker) readClaim() bool {
 func (w *worker) park(d time.Duration) bool {
 	if d == waitSynced {
 		select {
-		case <-w.stop:
-			return false
 		case <-w.e.synced:
 		case <-w.notify:
 		}
-		return true
+		return !w.stopped()
 	}
 	t := w.e.cfg.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-w.stop:
-		return false
 	case <-w.notify:
 	case <-t.C():
 	}
-	return true
+	return !w.stopped()
 }
 
 // run contends for the worker until it is stopped or wins a claim. A won claim's term runs
@@ -332,7 +360,7 @@ func (w *worker) run() {
 		case w.park(d):
 			continue
 		}
-		close(w.done)
+		w.exit()
 		return
 	}
 }
@@ -387,7 +415,7 @@ func (w *worker) contend() time.Duration {
 			}
 			// Deleted, purged or expired without the owner's word: take over only
 			// when our own clock says the owner's lease has run out.
-			if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
+			if !w.dead(o.lastClaim(), o.seenAt) || !w.paceTakeover() {
 				return w.pause
 			}
 			takeover = true
@@ -446,8 +474,8 @@ func (w *worker) leftover(o observation) (observation, bool) {
 	case o.present && o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
 		return o, e.liveTerm(w.name, o.claim.Term) == nil
 	case !o.present && !o.released && !o.cleared && !o.never &&
-		o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
-		return observation{known: true, rev: o.rev, claim: o.last}, e.liveTerm(w.name, o.last.Term) == nil
+		o.last != nil && o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
+		return observation{known: true, rev: o.rev, claim: *o.last}, e.liveTerm(w.name, o.last.Term) == nil
 	}
 	return observation{}, false
 }
@@ -496,12 +524,16 @@ func (w *worker) paceTakeover() bool {
 	}
 	t := e.cfg.Clock.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-w.stop:
-		e.takeover.giveBack()
-		return false
-	case <-t.C():
-		return true
+	for {
+		select {
+		case <-w.notify: // the step after this one looks at the observation anyway
+			if w.stopped() {
+				e.takeover.giveBack()
+				return false
+			}
+		case <-t.C():
+			return true
+		}
 	}
 }
 
@@ -615,7 +647,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		case !o.released && !o.never && !o.cleared:
 			e.metrics.Takeover(w.name)
-			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: o.last.Node, Reason: "ttl"})
+			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: o.lastClaim().Node, Reason: "ttl"})
 		}
 		e.noteRevision(rev)
 		if e.Preferred(w.name) != e.node {
