@@ -125,6 +125,7 @@ type Engine struct {
 	incarnation string
 	callKey     callKey           // signs call replies; its public half is in every claim we write
 	claimMeta   map[string]string // the Meta of every claim we write (shared: never modified)
+	lease       string            // leaseName(), kept: every claim we write names it
 	cfg         Config
 	log         *slog.Logger
 	metrics     Metrics
@@ -247,6 +248,7 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		takeover:      &takeoverLimiter{rate: cfg.TakeoverRate, burst: maxBurstOps},
 	}
 	e.unwatchStop = context.AfterFunc(stopCtx, e.closeTerms)
+	e.lease = e.leaseName()
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
 	}

@@ -228,6 +228,7 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	t.lt = e.termStarted(w.name, c.Term, token)
 	e.holdTerm(t)
 	t.refresh = e.cfg.Clock.AfterFunc(t.refreshEvery(), t.refreshTimer)
+	w.startedRun(t.lease) // here, not on the function's goroutine: see runWorker
 	go t.runFunction()
 	t.event(func(t *heldTerm) {
 		t.busy = false

@@ -195,6 +195,7 @@ func (w *worker) observe(o observation) {
 			o.seenAt = w.obs.seenAt
 		}
 	}
+	w.intern(&o.claim)
 	w.obs = o
 	s := stepNone
 	t := w.t
@@ -209,6 +210,31 @@ func (w *worker) observe(o observation) {
 	select {
 	case w.notify <- struct{}{}:
 	default:
+	}
+}
+
+// intern makes c share the strings this node already keeps (c is most often our own claim,
+// decoded from the watch): a worker keeps its observation for as long as it is registered.
+// w.mu is held.
+func (w *worker) intern(c *kv.Claim) {
+	e := w.e
+	if c.Worker == w.name {
+		c.Worker = w.name
+	}
+	if c.Node == e.node {
+		c.Node = e.node
+	}
+	if c.Incarnation == e.incarnation {
+		c.Incarnation = e.incarnation
+	}
+	if c.Lease == e.lease {
+		c.Lease = e.lease
+	}
+	if c.State == kv.StateRunning {
+		c.State = kv.StateRunning
+	}
+	if w.t != nil && c.Term == w.t.c.Term {
+		c.Term = w.t.c.Term
 	}
 }
 
@@ -602,7 +628,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 		return 0, kv.Claim{}, false
 	}
 	sent := e.cfg.Clock.Now()
-	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
+	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.lease,
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
 		Meta: e.claimMeta}
 	// Compare-and-set on the key's last change seen (r; 0 when nothing is kept for it), a
@@ -912,13 +938,17 @@ func (w *worker) releaseOverMarker(ctx context.Context, c kv.Claim) {
 }
 
 // runWorker calls the worker function, again after failures as the restart policy says,
-// until ctx ends.
+// until ctx ends. The first start was announced by begin: publishing an event (encoding it,
+// writing it to the connection) would grow this goroutine's stack, which the runtime never
+// shrinks back to its 2 KB start while the worker runs.
 func (w *worker) runWorker(ctx context.Context, lease *Lease) {
 	e := w.e
 	backoff := e.cfg.RestartBackoff
-	for {
+	for first := true; ; first = false {
 		started := e.cfg.Clock.Now()
-		w.startedRun(lease)
+		if !first {
+			w.startedRun(lease)
+		}
 		err := w.call(ctx, lease)
 		ran := e.cfg.Clock.Now().Sub(started)
 		if ctx.Err() != nil {
