@@ -123,7 +123,9 @@ type Engine struct {
 	claims      *kv.Bucket
 	node        string
 	incarnation string
-	callKey     callKey // signs call replies; its public half is in every claim we write
+	callKey     callKey           // signs call replies; its public half is in every claim we write
+	claimMeta   map[string]string // the Meta of every claim we write (shared: never modified)
+	lease       string            // leaseName(), kept: every claim we write names it
 	cfg         Config
 	log         *slog.Logger
 	metrics     Metrics
@@ -135,12 +137,14 @@ type Engine struct {
 	wg     sync.WaitGroup
 	// stopCtx ends at Close's hard deadline (ShutdownGrace + FenceGrace after Close began):
 	// stops and releases still under way then give up, leaving claims to expire.
-	stopCtx    context.Context
-	stopCancel context.CancelFunc
-	closeErr   error
+	stopCtx     context.Context
+	stopCancel  context.CancelFunc
+	unwatchStop func() bool // stops closeTerms from running when stopCtx ends
+	closeErr    error
 
 	termsMu sync.Mutex
-	terms   map[string]map[string]*liveTerm // live terms by worker name and term id
+	terms   map[string]*liveTerm   // live terms by worker name (term.go)
+	held    map[*heldTerm]struct{} // terms held (held.go)
 
 	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
 	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
@@ -212,8 +216,10 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 	e := &Engine{
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
-		terms:       map[string]map[string]*liveTerm{},
+		terms:       map[string]*liveTerm{},
+		held:        map[*heldTerm]struct{}{},
 		callKey:     ck,
+		claimMeta:   map[string]string{MetaCallKey: ck.public},
 		store:       store,
 		claims:      store.Workers,
 		node:        node,
@@ -241,6 +247,8 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		views:         map[string]*nodeView{},
 		takeover:      &takeoverLimiter{rate: cfg.TakeoverRate, burst: maxBurstOps},
 	}
+	e.unwatchStop = context.AfterFunc(stopCtx, e.closeTerms)
+	e.lease = e.leaseName()
 	if !o.noEvents {
 		e.events = NewPublisher(store.Conn(), store.Namespace(), node, e.log, o.metrics)
 	}
@@ -307,7 +315,7 @@ func (e *Engine) Unregister(ctx context.Context, name string) error {
 		return nil
 	}
 	select {
-	case <-w.done:
+	case <-w.doneC():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -392,16 +400,18 @@ func (e *Engine) Close() error {
 		}
 		e.cancel()
 		e.wg.Wait()
+		e.unwatchStop() // no term is held any more
 		e.stopNodeLease()
 		var left []string
 		for _, t := range e.liveTerms() {
+			done := e.doneC(t)
 			select {
-			case <-t.done:
+			case <-done:
 				continue
 			case <-e.stopCtx.Done():
 			}
 			select {
-			case <-t.done:
+			case <-done:
 				continue
 			default:
 			}

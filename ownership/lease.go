@@ -18,16 +18,16 @@ type Lease struct {
 
 	mu        sync.Mutex
 	deadline  time.Time
-	fenced    bool // the term was lost: the deadline was pulled in and never moves again
-	changed   chan struct{}
-	stateOnce sync.Once // loads the last checkpoint on the first State call
+	fenced    bool          // the term was lost: the deadline was pulled in and never moves again
+	changed   chan struct{} // made by the first Deadline call after a change: most never ask
+	stateOnce sync.Once     // loads the last checkpoint on the first State call
 	state     []byte
 	stateInfo StateInfo
 	stateErr  error
 }
 
 func newLease(worker, node string, token uint64, deadline time.Time) *Lease {
-	return &Lease{worker: worker, node: node, token: token, deadline: deadline, changed: make(chan struct{})}
+	return &Lease{worker: worker, node: node, token: token, deadline: deadline}
 }
 
 // live reports whether the term is on and its deadline not passed, by the monotonic clock.
@@ -35,7 +35,9 @@ func (l *Lease) live(ctx context.Context) bool {
 	if ctx != nil && ctx.Err() != nil {
 		return false
 	}
-	d, _ := l.Deadline()
+	l.mu.Lock()
+	d := l.deadline
+	l.mu.Unlock()
 	now := time.Now()
 	if l.e != nil {
 		now = l.e.cfg.Clock.Now()
@@ -63,7 +65,18 @@ func (l *Lease) Token() uint64 { return l.token }
 func (l *Lease) Deadline() (time.Time, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.changed == nil {
+		l.changed = make(chan struct{})
+	}
 	return l.deadline, l.changed
+}
+
+// changedLocked closes the channel Deadline handed out, if any; l.mu is held.
+func (l *Lease) changedLocked() {
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 }
 
 func (l *Lease) extend(deadline time.Time) {
@@ -71,8 +84,7 @@ func (l *Lease) extend(deadline time.Time) {
 	defer l.mu.Unlock()
 	if !l.fenced && deadline.After(l.deadline) {
 		l.deadline = deadline
-		close(l.changed)
-		l.changed = make(chan struct{})
+		l.changedLocked()
 	}
 }
 
@@ -85,7 +97,6 @@ func (l *Lease) fence(now time.Time) {
 	l.fenced = true
 	if now.Before(l.deadline) {
 		l.deadline = now
-		close(l.changed)
-		l.changed = make(chan struct{})
+		l.changedLocked()
 	}
 }

@@ -98,3 +98,43 @@ func BenchmarkHold10000(b *testing.B) {
 		}
 	}
 }
+
+// TestOneGoroutinePerHeldWorker pins the cost of a held worker in goroutines (issue 16): one,
+// its function's. The term has none of its own, and no contend loop runs for a name held.
+func TestOneGoroutinePerHeldWorker(t *testing.T) {
+	const n = 200
+	srv := natstest.Run(t)
+	st, err := kv.Open(context.Background(), srv.Connect(), kv.Options{Namespace: "g1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(st, "a", DefaultConfig(), WithLogger(quiet), WithoutEvents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	for _, name := range names(n) {
+		if err := e.Register(name, holdUntilDone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g0 := runtime.NumGoroutine()
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The engine's own goroutines (membership, watches, rebalance, the connection's) and
+	// short-lived steps (a claim's refresh) come on top.
+	const slack = 30
+	deadline := time.Now().Add(time.Minute)
+	for {
+		g := runtime.NumGoroutine() - g0
+		if len(e.Owned()) == n && g <= n+slack {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("owns %d of %d workers with %d goroutines more than before Start: want at most %d (one per held worker)",
+				len(e.Owned()), n, g, n+slack)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

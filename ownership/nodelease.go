@@ -17,18 +17,12 @@ import (
 // the send time of the last successful renewal plus RenewDeadline — and one engine-level
 // timer fences every term when it passes; a lost node lease fences them all at once.
 
-// termHandle is a running term as the node lease sees it.
-type termHandle struct {
-	lease  *Lease
-	cancel context.CancelCauseFunc
-}
-
 // nodeLease is the owner side of the node lease.
 type nodeLease struct {
 	mu       sync.Mutex
 	deadline time.Time // zero: no lease (not written yet, or lost)
 	timer    Timer
-	terms    map[*termHandle]struct{}
+	terms    map[*heldTerm]struct{}
 	// chainStart is when the current unbroken run of this node's writes of its record began
 	// (the reply to the write that began it); zero while the lease is lost. chainSent is the
 	// send time of the last successful write of that run. Each write is compare-and-set at
@@ -48,7 +42,7 @@ func (e *Engine) nodeLeaseLive() (time.Time, bool) {
 
 // bindTerm hangs a term off the node lease: its deadline becomes the lease's. It returns
 // false, binding nothing, when the node lease is not live: the term must not start.
-func (e *Engine) bindTerm(h *termHandle) bool {
+func (e *Engine) bindTerm(h *heldTerm) bool {
 	e.nl.mu.Lock()
 	defer e.nl.mu.Unlock()
 	d := e.nl.deadline
@@ -57,13 +51,13 @@ func (e *Engine) bindTerm(h *termHandle) bool {
 	}
 	h.lease.extend(d)
 	if e.nl.terms == nil {
-		e.nl.terms = map[*termHandle]struct{}{}
+		e.nl.terms = map[*heldTerm]struct{}{}
 	}
 	e.nl.terms[h] = struct{}{}
 	return true
 }
 
-func (e *Engine) unbindTerm(h *termHandle) {
+func (e *Engine) unbindTerm(h *heldTerm) {
 	e.nl.mu.Lock()
 	defer e.nl.mu.Unlock()
 	delete(e.nl.terms, h)
@@ -163,7 +157,7 @@ func (e *Engine) stopNodeLease() {
 func (e *Engine) endTermsLocked(cause error, now time.Time) {
 	for h := range e.nl.terms {
 		h.lease.fence(now)
-		h.cancel(cause)
+		h.fenced(cause)
 	}
 	clear(e.nl.terms)
 }

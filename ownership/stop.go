@@ -175,7 +175,7 @@ func (e *Engine) stopWorkers(ws []*worker) {
 		budget: e.cfg.ShutdownGrace, ask: (*worker).requestStop, gone: (*worker).finished}, owners)
 	for _, w := range ws {
 		w.requestStop() // those the stop gave up on, or that claimed meanwhile
-		<-w.done        // bounded: a term gives up at stopCtx's end
+		<-w.doneC()     // bounded: a term gives up at stopCtx's end
 	}
 }
 
@@ -210,12 +210,9 @@ func sortWorkers(ws []*worker) {
 
 // finished reports whether the worker's loop has returned.
 func (w *worker) finished() bool {
-	select {
-	case <-w.done:
-		return true
-	default:
-		return false
-	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.exited
 }
 
 // renewWatch passes the engine's measurements on and notes, for paced stops, each renewal

@@ -321,11 +321,20 @@ func TestDrainLosesNoLease(t *testing.T) {
 		t.Errorf("a drain lost %d leases and let %d claims expire; want none", lost, expired)
 	}
 	// a may still take a worker or two handed to it by the rebalance after onA was read.
-	said := false
-	for n := onA - 3; n <= onA+3 && !said; n++ {
-		said = containsLine(plog.snapshot(), fmt.Sprintf("drain: handed over %d of %d", n, n))
+	// The drain logs its last line at its next tick after the last handover: wait for it.
+	said := func() bool {
+		for n := onA - 3; n <= onA+3; n++ {
+			if containsLine(plog.snapshot(), fmt.Sprintf("drain: handed over %d of %d", n, n)) {
+				return true
+			}
+		}
+		return false
 	}
-	if !said {
+	deadline := time.Now().Add(10 * time.Second)
+	for !said() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !said() {
 		t.Errorf("no progress line says how many of the about %d workers were handed over", onA)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -38,8 +38,17 @@ type observation struct {
 	// version, not bound to a node lease, the time its last revision was seen).
 	seenAt time.Time
 	// last is, for a claim that went away without a release, the last live claim seen
-	// before it: the node lease it was bound to, and whether it was ours.
-	last kv.Claim
+	// before it: the node lease it was bound to, and whether it was ours. Never modified;
+	// nil mostly (a pointer: every registered worker keeps an observation).
+	last *kv.Claim
+}
+
+// lastClaim returns o.last, or the zero claim.
+func (o *observation) lastClaim() kv.Claim {
+	if o.last == nil {
+		return kv.Claim{}
+	}
+	return *o.last
 }
 
 // bound reports whether c is bound to a node lease (not a claim of an older version).
@@ -51,6 +60,7 @@ func observationOf(c kv.Change) observation {
 	switch c.Op {
 	case kv.OpPut:
 		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
+		o.claim.Meta = nil // not needed here, and a map per worker held in memory
 	case kv.OpDelete:
 		var rc kv.Claim
 		rc, o.released = kv.DecodeRelease(c.Key, c.Value)
@@ -62,45 +72,80 @@ func observationOf(c kv.Change) observation {
 	return o
 }
 
-// worker is the state machine of one registered name on this node. One goroutine (run)
-// drives it; the watcher feeds it observations through observe.
+// worker is the state machine of one registered name on this node. While it holds no
+// term, one goroutine (run) contends for it; a held term (held.go) is driven by its events.
+// The watcher feeds it observations through observe.
 type worker struct {
 	e    *Engine
 	name string
 	fn   WorkerFunc
 	opts workerOptions
 
-	notify  chan struct{} // a new observation arrived (capacity 1)
-	stop    chan struct{} // closed by requestStop
-	done    chan struct{} // closed when run returns
-	handoff chan string   // hand the worker over: stop, release, hold off (capacity 1)
+	notify   chan struct{} // a new observation arrived, or a stop (capacity 1)
+	stopFlag atomic.Bool   // set by requestStop
 
 	mu        sync.Mutex
 	obs       observation
 	owns      bool
+	t         *heldTerm // the term held, if any
 	ended     uint64    // terms ended so far (Release waits for the next)
 	holdUntil time.Time // after a handoff, leave the worker to others until then
-	stopOnce  sync.Once
+	// handoffReq is a handoff asked while no term could hear it: the next term hands over.
+	handoffReq string
+	exited     bool          // run returned for good (stopped)
+	done       chan struct{} // made on demand (doneC), closed when run returns for good
 
-	waitingFor string // the live term this registration waits for (logged once)
+	waitingFor string        // the live term this registration waits for (logged once)
+	pause      time.Duration // the wait the contend step under way asks for (run's only)
+	op         bool          // run holds a slot for a claim (e.ops) for the next step
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
 	return &worker{e: e, name: name, fn: fn, opts: o,
-		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		handoff: make(chan string, 1)}
+		notify: make(chan struct{}, 1)}
 }
 
-func (w *worker) requestStop() { w.stopOnce.Do(func() { close(w.stop) }) }
+// doneC returns a channel closed when the worker's loop has returned for good.
+func (w *worker) doneC() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.exited {
+		return closedChan
+	}
+	if w.done == nil {
+		w.done = make(chan struct{})
+	}
+	return w.done
+}
 
-func (w *worker) stopped() bool {
-	select {
-	case <-w.stop:
-		return true
-	default:
-		return false
+// exit marks the worker's loop as returned for good.
+func (w *worker) exit() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.exited = true
+	if w.done != nil {
+		close(w.done)
 	}
 }
+
+// requestStop stops the worker: its held term, if any, and its contend loop.
+func (w *worker) requestStop() {
+	w.stopFlag.Store(true)
+	w.poke() // wakes the contend loop, which looks at stopFlag
+	w.mu.Lock()
+	t := w.t
+	var s termStep
+	if t != nil {
+		t.beginStopLocked("")
+		s = t.nextLocked()
+	}
+	w.mu.Unlock()
+	if t != nil {
+		t.dispatch(s)
+	}
+}
+
+func (w *worker) stopped() bool { return w.stopFlag.Load() }
 
 func (w *worker) owning() bool {
 	w.mu.Lock()
@@ -112,23 +157,6 @@ func (w *worker) termsEnded() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ended
-}
-
-func (w *worker) setOwning(v bool) {
-	w.mu.Lock()
-	changed := w.owns != v
-	w.owns = v
-	if changed && !v {
-		w.ended++
-	}
-	w.mu.Unlock()
-	if changed {
-		if v {
-			w.e.metrics.Owned(1)
-		} else {
-			w.e.metrics.Owned(-1)
-		}
-	}
 }
 
 // observe records o unless an observation of the same or a newer revision is already known,
@@ -161,8 +189,9 @@ func (w *worker) observe(o observation) {
 		// write we saw; one we never saw, a TTL after the first marker.
 		switch {
 		case w.obs.present && w.obs.malformed == nil:
-			o.last = w.obs.claim
-			if !bound(o.last) {
+			last := w.obs.claim
+			o.last = &last
+			if !bound(last) {
 				o.seenAt = w.obs.seenAt
 			}
 		case !w.obs.present:
@@ -170,11 +199,46 @@ func (w *worker) observe(o observation) {
 			o.seenAt = w.obs.seenAt
 		}
 	}
+	w.intern(&o.claim)
 	w.obs = o
+	s := stepNone
+	t := w.t
+	if t != nil && !t.over && w.overwritten(t.rev, t.c.Term) {
+		t.lostLocked()
+		s = t.nextLocked()
+	}
 	w.mu.Unlock()
+	if t != nil {
+		t.dispatch(s)
+	}
 	select {
 	case w.notify <- struct{}{}:
 	default:
+	}
+}
+
+// intern makes c share the strings this node already keeps (c is most often our own claim,
+// decoded from the watch): a worker keeps its observation for as long as it is registered.
+// w.mu is held.
+func (w *worker) intern(c *kv.Claim) {
+	e := w.e
+	if c.Worker == w.name {
+		c.Worker = w.name
+	}
+	if c.Node == e.node {
+		c.Node = e.node
+	}
+	if c.Incarnation == e.incarnation {
+		c.Incarnation = e.incarnation
+	}
+	if c.Lease == e.lease {
+		c.Lease = e.lease
+	}
+	if c.State == kv.StateRunning {
+		c.State = kv.StateRunning
+	}
+	if w.t != nil && c.Term == w.t.c.Term {
+		c.Term = w.t.c.Term
 	}
 }
 
@@ -212,148 +276,224 @@ func (w *worker) refresh(ctx context.Context) error {
 	return nil
 }
 
-// wait blocks for d, a new observation or a stop; it reports false on stop.
+// wait makes the contend loop wait for d, a new observation or a stop once the step under
+// way returned (run parks it, in a small frame); it reports true.
 func (w *worker) wait(d time.Duration) bool {
-	t := w.e.cfg.Clock.NewTimer(d)
-	defer t.Stop()
+	w.pause = d
+	return true
+}
+
+// What a step of the contend loop asks of run, besides a wait (a positive duration).
+const (
+	waitSynced time.Duration = -1 // wait until the first watch delivered every claim
+	termBegan  time.Duration = -2 // a claim was won and its term began
+	stopNow    time.Duration = -3 // the worker was stopped
+	waitOp     time.Duration = -4 // wait for a slot for a claim (takeOp)
+	readClaim  time.Duration = -5 // read the claim: no observation of it yet
+)
+
+// takeOp takes a slot for a claim (e.ops): the one run waited for, or a free one. When
+// none is free it asks run to wait for one — in its small frame, not in the step's: with
+// 10,000 workers claiming at once, most wait here.
+func (w *worker) takeOp() bool {
+	if w.op {
+		w.op = false
+		return true
+	}
 	select {
-	case <-w.stop:
+	case w.e.ops <- struct{}{}:
+		return true
+	default:
+		w.pause = waitOp
 		return false
-	case <-w.notify:
-	case <-t.C():
+	}
+}
+
+// awaitOp waits for a slot for a claim, which the next step takes; it reports false on a
+// stop.
+func (w *worker) awaitOp() bool {
+	for {
+		select {
+		case w.e.ops <- struct{}{}:
+			w.op = true
+			return true
+		case <-w.notify:
+			if w.stopped() {
+				return false
+			}
+		case <-w.e.ctx.Done():
+			return w.park(w.e.cfg.RenewInterval / 4)
+		}
+	}
+}
+
+// readClaim reads the claim for a worker the watch has not shown; it reports false on a
+// stop.
+//
+//go:noinline
+func (w *worker) readClaim() bool {
+	if err := w.refresh(w.e.ctx); err != nil {
+		w.log().Debug("cannot read claim; retrying", "err", err)
+		return w.park(w.e.cfg.RenewInterval / 4)
 	}
 	return true
 }
 
-// run contends for the worker and runs it while owning it, until stopped.
-//
-// A won claim's term runs on a fresh goroutine, which then contends again: the claim's
-// store calls grow this goroutine's stack, and a held worker's goroutine is parked in its
-// term for as long as it is held — with 100,000 held workers, a grown stack each is most of
-// the process's memory. Exactly one goroutine runs the worker's loop at any time: this one
-// ends as the next begins.
-func (w *worker) run() {
-	claimed, rev, c := w.contend()
-	if !claimed {
-		close(w.done)
-		return
+// park waits as a step of the contend loop asked (d > 0, or waitSynced); it reports false on
+// a stop.
+func (w *worker) park(d time.Duration) bool {
+	if d == waitSynced {
+		select {
+		case <-w.e.synced:
+		case <-w.notify:
+		}
+		return !w.stopped()
 	}
-	w.e.goFunc(func() {
-		w.term(rev, &c)
-		w.run()
-	})
+	t := w.e.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.notify:
+	case <-t.C():
+	}
+	return !w.stopped()
 }
 
-// contend runs the worker's loop until it is stopped (false) or it won a claim, whose
-// term is then to be run.
+// run contends for the worker until it is stopped or wins a claim. A won claim's term runs
+// on without this goroutine (held.go), and starts run again on a fresh one when it ends.
 //
-//go:noinline
-func (w *worker) contend() (claimed bool, rev uint64, c kv.Claim) {
-	e := w.e
-	retry := e.cfg.RenewInterval / 4
-	for !w.stopped() {
-		o := w.snapshot()
-		if !o.known {
-			select {
-			case <-e.synced:
-			default:
-				// The first watch delivers every claim: wait for it rather than read each.
-				select {
-				case <-w.stop:
-					return
-				case <-e.synced:
-				case <-w.notify:
-				}
-				continue
-			}
-			if err := w.refresh(e.ctx); err != nil {
-				w.log().Debug("cannot read claim; retrying", "err", err)
-				if !w.wait(retry) {
-					return
-				}
-			}
-			continue
-		}
-		if hold := w.holdOff(); hold > 0 {
-			// A leftover claim of ours whose worker has stopped is released even now: it
-			// would not expire while our node lease lives.
-			if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
-				w.clear(own)
-				continue
-			}
-			if !w.wait(hold) {
-				return
-			}
-			continue
+// Each step of the loop (contend) runs in a frame of its own, which its store calls grow;
+// run waits between steps in a small frame. A contending goroutine is parked most of the
+// time, and the average parked stack sets the size every new goroutine starts with (the
+// runtime's adaptive stack start), a held worker's among them: with 100,000 workers,
+// stacks are a good part of the process's memory.
+func (w *worker) run() {
+	for {
+		d := w.contend()
+		if w.op { // waited for, not used: the step found something else to do
+			w.op = false
+			w.e.releaseOp()
 		}
 		switch {
-		case !o.present:
-			if t := e.termRunning(w.name); t != nil {
-				// An earlier term of this name on this node may still run: its command
-				// not reaped, its function not returned. Its end pokes us.
-				w.waitTerm(t)
-				if !w.wait(e.cfg.TTL) {
-					return
-				}
+		case d == termBegan:
+			return
+		case d == stopNow:
+		case d == 0:
+			continue
+		case d == waitOp:
+			if w.awaitOp() {
 				continue
 			}
-			if !o.released && !o.cleared && !o.never {
-				if own, mine := w.leftover(o); mine {
-					// Our claim, deleted or expired while its term ran (which ended at
-					// once); the worker has stopped: say so, so that no one waits for
-					// our node lease to end.
-					w.clear(own)
-					continue
-				}
-				// Deleted, purged or expired without the owner's word: take over only
-				// when our own clock says the owner's lease has run out.
-				if !w.dead(o.last, o.seenAt) || !w.paceTakeover() {
-					continue
-				}
-			} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
-				// Released, or never claimed: the successor the release names or the
-				// preferred node claims at once, the others after the claim grace. A
-				// lease that ran out goes to the preferred node first (a dead owner is
-				// out of placement once its record went stale).
-				if !w.wait(left) {
-					return
-				}
+		case d == readClaim:
+			if w.readClaim() {
 				continue
 			}
-			if rev, c, ok := w.claim(o); ok {
-				return true, rev, c
-			}
-		case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
-			if t := e.liveTerm(w.name, o.claim.Term); t != nil {
-				// Our claim, and its worker may still run: never clear it. It is left to
-				// expire, or released once the worker stops.
-				w.waitTerm(t)
-				if !w.wait(e.cfg.TTL) {
-					return
-				}
-				continue
-			}
-			// Our own claim from a term whose worker has stopped (fenced, a stop that
-			// outran ShutdownGrace, or a claim whose reply was lost): clearing it is a
-			// release.
-			w.clear(o)
+		case w.park(d):
+			continue
+		}
+		w.exit()
+		return
+	}
+}
+
+// contend takes one step of the worker's loop: it returns how long to wait before the
+// next (0: none), termBegan when it won a claim and began its term, stopNow when stopped.
+//
+//go:noinline
+func (w *worker) contend() time.Duration {
+	e := w.e
+	w.pause = 0
+	if w.stopped() {
+		return stopNow
+	}
+	o := w.snapshot()
+	if !o.known {
+		select {
+		case <-e.synced:
 		default:
-			// Someone else's claim: it is dead once the node lease it is bound to is
-			// (a claim of an older version or not valid: once TTL passes with no newer
-			// revision). Then it is overwritten by compare-and-set: one write.
-			var c kv.Claim
-			if o.malformed == nil {
-				c = o.claim
+			// The first watch delivers every claim: wait for it rather than read each.
+			return waitSynced
+		}
+		return readClaim // in run's small frame: at a late Register, every worker reads
+	}
+	if hold := w.holdOff(); hold > 0 {
+		// A leftover claim of ours whose worker has stopped is released even now: it
+		// would not expire while our node lease lives.
+		if own, mine := w.leftover(o); mine && e.termRunning(w.name) == nil {
+			w.clear(own)
+			return w.pause
+		}
+		w.wait(hold)
+		return w.pause
+	}
+	takeover := false
+	switch {
+	case !o.present:
+		if t := e.termRunning(w.name); t != nil {
+			// An earlier term of this name on this node may still run: its command
+			// not reaped, its function not returned. Its end pokes us.
+			w.waitTerm(t)
+			w.wait(e.cfg.TTL)
+			return w.pause
+		}
+		if !o.released && !o.cleared && !o.never {
+			if own, mine := w.leftover(o); mine {
+				// Our claim, deleted or expired while its term ran (which ended at
+				// once); the worker has stopped: say so, so that no one waits for
+				// our node lease to end.
+				w.clear(own)
+				return w.pause
 			}
-			if !w.dead(c, o.seenAt) || !w.paceTakeover() {
-				continue
+			// Deleted, purged or expired without the owner's word: take over only
+			// when our own clock says the owner's lease has run out.
+			if !w.dead(o.lastClaim(), o.seenAt) || !w.paceTakeover() {
+				return w.pause
 			}
-			if rev, c, ok := w.claim(o); ok {
-				return true, rev, c
-			}
+			takeover = true
+		} else if left := e.claimDelay(w.name, o) - e.cfg.Clock.Now().Sub(o.seenAt); left > 0 && !o.cleared {
+			// Released, or never claimed: the successor the release names or the
+			// preferred node claims at once, the others after the claim grace. A
+			// lease that ran out goes to the preferred node first (a dead owner is
+			// out of placement once its record went stale).
+			w.wait(left)
+			return w.pause
+		}
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+			return termBegan
+		}
+		if takeover && w.pause == waitOp {
+			e.takeover.giveBack() // not used: the next step reserves one again
+		}
+	case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
+		if t := e.liveTerm(w.name, o.claim.Term); t != nil {
+			// Our claim, and its worker may still run: never clear it. It is left to
+			// expire, or released once the worker stops.
+			w.waitTerm(t)
+			w.wait(e.cfg.TTL)
+			return w.pause
+		}
+		// Our own claim from a term whose worker has stopped (fenced, a stop that
+		// outran ShutdownGrace, or a claim whose reply was lost): clearing it is a
+		// release.
+		w.clear(o)
+	default:
+		// Someone else's claim: it is dead once the node lease it is bound to is
+		// (a claim of an older version or not valid: once TTL passes with no newer
+		// revision). Then it is overwritten by compare-and-set: one write.
+		var c kv.Claim
+		if o.malformed == nil {
+			c = o.claim
+		}
+		if !w.dead(c, o.seenAt) || !w.paceTakeover() {
+			return w.pause
+		}
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+			return termBegan
+		}
+		if w.pause == waitOp {
+			e.takeover.giveBack() // not used: the next step reserves one again
 		}
 	}
-	return false, 0, kv.Claim{}
+	return w.pause
 }
 
 // leftover returns, as an observation to release, our own claim of a term that no longer
@@ -364,8 +504,8 @@ func (w *worker) leftover(o observation) (observation, bool) {
 	case o.present && o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
 		return o, e.liveTerm(w.name, o.claim.Term) == nil
 	case !o.present && !o.released && !o.cleared && !o.never &&
-		o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
-		return observation{known: true, rev: o.rev, claim: o.last}, e.liveTerm(w.name, o.last.Term) == nil
+		o.last != nil && o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
+		return observation{known: true, rev: o.rev, claim: *o.last}, e.liveTerm(w.name, o.last.Term) == nil
 	}
 	return observation{}, false
 }
@@ -414,12 +554,16 @@ func (w *worker) paceTakeover() bool {
 	}
 	t := e.cfg.Clock.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-w.stop:
-		e.takeover.giveBack()
-		return false
-	case <-t.C():
-		return true
+	for {
+		select {
+		case <-w.notify: // the step after this one looks at the observation anyway
+			if w.stopped() {
+				e.takeover.giveBack()
+				return false
+			}
+		case <-t.C():
+			return true
+		}
 	}
 }
 
@@ -450,11 +594,28 @@ func (w *worker) holdOff() time.Duration {
 	return w.holdUntil.Sub(e.cfg.Clock.Now())
 }
 
-// requestHandoff asks the owner loop to hand the worker over.
+// requestHandoff asks the held term to hand the worker over; asked while no term can hear
+// it, the next term does.
 func (w *worker) requestHandoff(reason string) {
-	select {
-	case w.handoff <- reason:
-	default:
+	w.mu.Lock()
+	t := w.t
+	s, began := stepNone, false
+	switch {
+	case t == nil || t.over:
+		t = nil
+		if w.handoffReq == "" {
+			w.handoffReq = reason
+		}
+	case !t.stopping:
+		t.beginStopLocked(reason)
+		s, began = t.nextLocked(), true
+	}
+	w.mu.Unlock()
+	if began {
+		w.log().Debug("handing over", "reason", reason)
+	}
+	if t != nil {
+		t.dispatch(s)
 	}
 }
 
@@ -471,9 +632,9 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 		return 0, kv.Claim{}, false
 	}
 	sent := e.cfg.Clock.Now()
-	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.leaseName(),
+	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.lease,
 		Acquired: sent.UTC(), Renewed: sent.UTC(), TTL: kv.Duration(e.cfg.TTL), State: kv.StateRunning,
-		Meta: map[string]string{MetaCallKey: e.callKey.public}}
+		Meta: e.claimMeta}
 	if o.released && o.releaser != e.node {
 		c.From = o.releaser // a planned move: placement keeps it off that node
 	}
@@ -486,25 +647,24 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 	if o.never {
 		r = 0
 	}
+	if !w.takeOp() {
+		return 0, kv.Claim{}, false // run waits for a slot, and the next step looks again
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
 	var err error
-	if e.acquireOp(ctx) {
-		c.Token = r + 1
-		if r == 0 {
-			var last uint64
-			if last, err = e.claims.LastRevision(ctx); err == nil {
-				e.noteRevision(last)
-				c.Token = last + 1
-			}
+	c.Token = r + 1
+	if r == 0 {
+		var last uint64
+		if last, err = e.claims.LastRevision(ctx); err == nil {
+			e.noteRevision(last)
+			c.Token = last + 1
 		}
-		if err == nil {
-			rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.ClaimTTL)
-		}
-		e.releaseOp()
-	} else {
-		err = ctx.Err()
 	}
+	if err == nil {
+		rev, err = e.claims.Update(ctx, w.name, c.Encode(), r, e.cfg.ClaimTTL)
+	}
+	e.releaseOp()
 	cancel()
 	switch {
 	case err == nil:
@@ -520,7 +680,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		case !o.released && !o.never && !o.cleared:
 			e.metrics.Takeover(w.name)
-			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: o.last.Node, Reason: "ttl"})
+			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: o.lastClaim().Node, Reason: "ttl"})
 		}
 		e.noteRevision(rev)
 		if e.Preferred(w.name) != e.node {
@@ -565,123 +725,6 @@ func (w *worker) clear(o observation) {
 	}
 }
 
-// term runs one ownership term: start the worker, renew, and end the term on a stop, a
-// lost claim or a passed deadline.
-func (w *worker) term(rev uint64, c *kv.Claim) {
-	e := w.e
-	clock := e.cfg.Clock
-	token := c.Token
-	lease := newLease(w.name, e.node, token, time.Time{})
-	ctx, cancel := context.WithCancelCause(context.Background())
-	// The term hangs off the node lease: its deadline is the node lease's, and the node
-	// lease's own timer — not a step of any loop, which may be stuck (paused process,
-	// blocked call) — ends the worker's context when it passes.
-	h := &termHandle{lease: lease, cancel: cancel}
-	if !e.bindTerm(h) {
-		cancel(nil)
-		w.unbound(rev, c)
-		return
-	}
-	w.setOwning(true)
-	w.begun(token)
-	// A lost term fences now: the deadline is pulled in, so a supervised command is killed
-	// FenceGrace from now, not FenceGrace after the last renewal's deadline.
-	lost := func() {
-		lease.fence(clock.Now())
-		cancel(ErrLeaseLost)
-	}
-
-	lease.e, lease.ctx = e, ctx
-	unserve := w.serve(ctx, lease)
-	runDone := make(chan struct{})
-	// The worker function is not one of the engine's goroutines: Close must not wait for
-	// it forever. The live term stands for it until it returns.
-	lt := e.termStarted(w.name, c.Term, token)
-	go func() {
-		defer e.termEnded(lt)
-		defer close(runDone)
-		w.runWorker(ctx, lease)
-	}()
-
-	// The claim needs no renewal; it is written again at about half its server TTL, a
-	// backstop, at a random point so that a node's claims do not come due together.
-	refreshEvery := func() time.Duration {
-		return e.cfg.ClaimTTL/2 - time.Duration(rand.Int64N(int64(e.cfg.ClaimTTL/10)))
-	}
-	refresh := clock.NewTimer(refreshEvery())
-	var stopDeadline <-chan time.Time
-	stopping := false
-	handoff := ""
-	ended := ctx.Done()
-	stopC := w.stop // nil once stopping: a closed channel in a select would spin the loop
-	var stopTimer Timer
-	// One deferred call, not one each: every deferred call takes room in the frame of
-	// term, on the stack of every held worker's goroutine.
-	defer func() {
-		if stopTimer != nil {
-			stopTimer.Stop()
-		}
-		refresh.Stop()
-		unserve()
-		w.setOwning(false)
-		e.unbindTerm(h)
-		cancel(nil)
-	}()
-	beginStop := func() {
-		stopping = true
-		stopC = nil
-		ended = nil // the term now ends when the worker has stopped
-		cancel(ErrStopping)
-		stopTimer = clock.NewTimer(e.cfg.ShutdownGrace)
-		stopDeadline = stopTimer.C()
-	}
-
-	for {
-		select {
-		case <-stopC:
-			beginStop()
-		case reason := <-w.handoff:
-			if !stopping {
-				handoff = reason
-				w.log().Debug("handing over", "reason", reason)
-				beginStop()
-			}
-		case <-stopDeadline:
-			// The claim is never deleted while the worker may still run: it expires. The
-			// node claims the name again only once the worker has stopped.
-			w.abandon(lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
-			return
-		case <-e.stopCtx.Done():
-			w.abandon(lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
-			return
-		case <-runDone:
-			runDone = nil
-			if stopping {
-				w.stopped_(rev, c, handoff)
-				return
-			}
-			if ctx.Err() != nil {
-				w.endTerm(ctx, rev, c, nil)
-				return
-			}
-			// The function finished and its policy says not to run it again: keep the claim.
-		case <-w.notify:
-			if w.overwritten(rev, c.Term) {
-				lost()
-			}
-		case <-ended:
-			w.endTerm(ctx, rev, c, runDone)
-			return
-		case <-refresh.C():
-			var ok bool
-			rev, ok = w.refreshDue(rev, c, refresh, refreshEvery)
-			if !ok {
-				lost()
-			}
-		}
-	}
-}
-
 // unbound gives back a claim that landed while the node lease was not live. The helpers
 // of term below are apart from it so that term's frame — on the stack of every held
 // worker's goroutine — stays small.
@@ -693,11 +736,9 @@ func (w *worker) unbound(rev uint64, c *kv.Claim) {
 }
 
 // overwritten reports whether the claim was written since rev by another term than this
-// one (term).
-//
-//go:noinline
+// one (term). w.mu is held.
 func (w *worker) overwritten(rev uint64, term string) bool {
-	o := w.snapshot()
+	o := &w.obs
 	return o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == term)
 }
 
@@ -904,13 +945,17 @@ func (w *worker) releaseOverMarker(ctx context.Context, c kv.Claim) {
 }
 
 // runWorker calls the worker function, again after failures as the restart policy says,
-// until ctx ends.
+// until ctx ends. The first start was announced by begin: publishing an event (encoding it,
+// writing it to the connection) would grow this goroutine's stack, which the runtime never
+// shrinks back to its 2 KB start while the worker runs.
 func (w *worker) runWorker(ctx context.Context, lease *Lease) {
 	e := w.e
 	backoff := e.cfg.RestartBackoff
-	for {
+	for first := true; ; first = false {
 		started := e.cfg.Clock.Now()
-		w.startedRun(lease)
+		if !first {
+			w.startedRun(lease)
+		}
 		err := w.call(ctx, lease)
 		ran := e.cfg.Clock.Now().Sub(started)
 		if ctx.Err() != nil {

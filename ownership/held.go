@@ -1,0 +1,298 @@
+package ownership
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jetcoord/coordinator/kv"
+)
+
+// heldTerm is one ownership term of a worker on this node, from its won claim to its end.
+// It has no goroutine of its own: a held worker costs one goroutine, its function's. The
+// events of a term call into it — a stop or a handoff asked, the claim overwritten, the
+// node lease fenced, the function returned, the stop's grace or the engine's hard deadline
+// passed, the claim's refresh due — and its state, guarded by the worker's mu, says what
+// to do next. What takes time (a refresh write, a release, the wait for a fenced worker)
+// runs on a short-lived goroutine, one step at a time (busy); the step that ends the term
+// starts the worker's contend loop again.
+//
+// The term holds a slot of the engine's WaitGroup from begin to finish, so that Close
+// waits for it and every goroutine it starts.
+type heldTerm struct {
+	w      *worker
+	rev    uint64 // the claim's revision: written by the step that holds busy
+	c      kv.Claim
+	lease  *Lease
+	cancel context.CancelCauseFunc
+	lt     *liveTerm
+	// Set up by begin before any step runs; stopped by finish.
+	unserve   func()
+	refresh   Timer
+	stopTimer Timer
+
+	// Guarded by w.mu.
+	stopping   bool   // a stop or a handoff began: the term ends when the function returns
+	handoff    string // the reason of a handoff ("" for a stop)
+	runDone    bool   // the worker function returned
+	ended      bool   // the term's context ended, not by a stop: lost or past its deadline
+	graceOver  bool   // ShutdownGrace passed since the stop began
+	closing    bool   // the engine's hard deadline (stopCtx) passed
+	refreshDue bool   // the claim is to be written again
+	busy       bool   // a step runs (or begin has not finished)
+	over       bool   // the step that ends the term runs: later events change nothing
+}
+
+// termStep is what a term does next, outside the lock.
+type termStep uint8
+
+const (
+	stepNone termStep = iota
+	stepRefresh
+	stepStopped      // the function returned after a stop: release the claim
+	stepAbandonGrace // the function did not return within ShutdownGrace
+	stepAbandonClose // Close's hard deadline passed
+	stepEnd          // the term was lost or its deadline passed
+)
+
+// nextLocked says which step the term takes next, and marks it taken; w.mu is held.
+func (t *heldTerm) nextLocked() termStep {
+	if t.busy || t.over {
+		return stepNone
+	}
+	var s termStep
+	switch {
+	case t.stopping && t.runDone:
+		s = stepStopped
+	case t.closing:
+		s = stepAbandonClose
+	case t.graceOver:
+		s = stepAbandonGrace
+	case t.ended && !t.stopping:
+		s = stepEnd
+	case t.refreshDue:
+		t.refreshDue = false
+		t.busy = true
+		return stepRefresh
+	default:
+		return stepNone
+	}
+	t.busy, t.over = true, true
+	return s
+}
+
+// dispatch runs step s, if any, on a goroutine of the engine's. The term's slot keeps the
+// WaitGroup above zero: a step is only ever taken before the term is over.
+func (t *heldTerm) dispatch(s termStep) {
+	if s != stepNone {
+		t.w.e.goFunc(func() { t.run(s) })
+	}
+}
+
+// run takes step s and those that became due meanwhile.
+func (t *heldTerm) run(s termStep) {
+	w := t.w
+	for {
+		switch s {
+		case stepRefresh:
+			rev, ok := w.refreshDue(t.rev, &t.c, t.refresh, t.refreshEvery)
+			w.mu.Lock()
+			t.rev = rev
+			if !ok {
+				t.lostLocked()
+			}
+		case stepStopped:
+			w.stopped_(t.rev, &t.c, t.handoff)
+			t.finish()
+			return
+		case stepAbandonGrace:
+			// The claim is never deleted while the worker may still run: it expires. The
+			// node claims the name again only once the worker has stopped.
+			w.abandon(t.lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
+			t.finish()
+			return
+		case stepAbandonClose:
+			w.abandon(t.lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
+			t.finish()
+			return
+		case stepEnd:
+			w.mu.Lock()
+			var runDone <-chan struct{}
+			if !t.runDone {
+				runDone = t.w.e.doneC(t.lt)
+			}
+			w.mu.Unlock()
+			w.endTerm(t.lease.ctx, t.rev, &t.c, runDone)
+			t.finish()
+			return
+		default:
+			return
+		}
+		t.busy = false
+		s = t.nextLocked()
+		w.mu.Unlock()
+	}
+}
+
+// refreshEvery is when the claim is next written again: it needs no renewal, but is
+// written at about half its server TTL, a backstop, at a random point so that a node's
+// claims do not come due together.
+func (t *heldTerm) refreshEvery() time.Duration {
+	ttl := t.w.e.cfg.ClaimTTL
+	return ttl/2 - time.Duration(rand.Int64N(int64(ttl/10)))
+}
+
+// event applies f to the term's state and takes the step that became due.
+func (t *heldTerm) event(f func(*heldTerm)) {
+	t.w.mu.Lock()
+	f(t)
+	s := t.nextLocked()
+	t.w.mu.Unlock()
+	t.dispatch(s)
+}
+
+// lostLocked fences a lost term now: the deadline is pulled in, so a supervised command is
+// killed FenceGrace from now, not FenceGrace after the last renewal's deadline. w.mu is
+// held.
+func (t *heldTerm) lostLocked() {
+	t.lease.fence(t.w.e.cfg.Clock.Now())
+	t.cancel(ErrLeaseLost)
+	t.ended = true
+}
+
+// fenced is called by the node lease (its mu held) when it ended the term's context.
+func (t *heldTerm) fenced(cause error) {
+	t.cancel(cause)
+	t.event(func(t *heldTerm) { t.ended = true })
+}
+
+// beginStopLocked begins a stop (handoff "") or a handoff: the worker's context ends, and
+// the term ends when the function returned, or after ShutdownGrace. w.mu is held.
+func (t *heldTerm) beginStopLocked(handoff string) {
+	if t.stopping || t.over {
+		return
+	}
+	t.stopping, t.handoff = true, handoff
+	t.cancel(ErrStopping)
+	if !t.runDone {
+		t.stopTimer = t.w.e.cfg.Clock.AfterFunc(t.w.e.cfg.ShutdownGrace, t.stopGraceOver)
+	}
+}
+
+func (t *heldTerm) stopGraceOver() { t.event(func(t *heldTerm) { t.graceOver = true }) }
+func (t *heldTerm) refreshTimer()  { t.event(func(t *heldTerm) { t.refreshDue = true }) }
+func (t *heldTerm) engineClosing() { t.event(func(t *heldTerm) { t.closing = true }) }
+
+// runFunction runs the worker function (the goroutine a held worker costs) and tells the
+// term when it returned.
+func (t *heldTerm) runFunction() {
+	t.w.runWorker(t.lease.ctx, t.lease)
+	t.w.e.termEnded(t.lt)
+	t.event(func(t *heldTerm) { t.runDone = true })
+}
+
+// begin starts the term of a won claim at rev. It returns false, starting nothing, when the
+// node lease was not live: the claim is given back and the caller contends again.
+// Otherwise the term runs on without this goroutine and starts the contend loop again when
+// it ends.
+//
+//go:noinline
+func (w *worker) begin(rev uint64, c *kv.Claim) bool {
+	e := w.e
+	token := c.Token
+	t := &heldTerm{w: w, rev: rev, c: *c, busy: true} // busy until set up
+	t.lease = newLease(w.name, e.node, token, time.Time{})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.cancel = cancel
+	t.lease.e, t.lease.ctx = e, ctx
+	// The term hangs off the node lease: its deadline is the node lease's, and the node
+	// lease's own timer — not a step of any loop, which may be stuck (paused process,
+	// blocked call) — ends the worker's context when it passes.
+	if !e.bindTerm(t) {
+		cancel(nil)
+		w.unbound(rev, c)
+		return false
+	}
+	e.wg.Add(1) // the term's slot, given back by finish
+	w.mu.Lock()
+	w.t = t
+	w.owns = true
+	handoff := w.handoffReq
+	w.handoffReq = ""
+	w.mu.Unlock()
+	e.metrics.Owned(1)
+	w.begun(token)
+	t.unserve = w.serve(ctx, t.lease)
+	// The worker function is not one of the engine's goroutines: Close must not wait for
+	// it forever. The live term stands for it until it returns.
+	t.lt = e.termStarted(w.name, c.Term, token)
+	e.holdTerm(t)
+	t.refresh = e.cfg.Clock.AfterFunc(t.refreshEvery(), t.refreshTimer)
+	w.startedRun(t.lease) // here, not on the function's goroutine: see runWorker
+	go t.runFunction()
+	t.event(func(t *heldTerm) {
+		t.busy = false
+		// A stop or a handoff asked before the term could hear it.
+		switch {
+		case w.stopped():
+			t.beginStopLocked("")
+		case handoff != "":
+			t.beginStopLocked(handoff)
+		}
+		if e.stopCtx.Err() != nil {
+			t.closing = true
+		}
+	})
+	if handoff != "" {
+		w.log().Debug("handing over", "reason", handoff)
+	}
+	return true
+}
+
+// finish ends the term: it stops its timers, unbinds it and starts the contend loop again.
+func (t *heldTerm) finish() {
+	w, e := t.w, t.w.e
+	if t.stopTimer != nil {
+		t.stopTimer.Stop()
+	}
+	t.refresh.Stop()
+	t.unserve()
+	w.mu.Lock()
+	w.t = nil
+	w.owns = false
+	w.ended++
+	w.mu.Unlock()
+	e.metrics.Owned(-1)
+	e.unbindTerm(t)
+	e.releaseTerm(t)
+	t.cancel(nil)
+	e.goFunc(w.run)
+	e.wg.Done()
+}
+
+// holdTerm records a held term, so that the engine's hard deadline reaches it.
+func (e *Engine) holdTerm(t *heldTerm) {
+	e.termsMu.Lock()
+	defer e.termsMu.Unlock()
+	e.held[t] = struct{}{}
+}
+
+func (e *Engine) releaseTerm(t *heldTerm) {
+	e.termsMu.Lock()
+	defer e.termsMu.Unlock()
+	delete(e.held, t)
+}
+
+// closeTerms runs when stopCtx ends (Close's hard deadline, or GiveUpReleases): every held
+// term gives up its stop and leaves its claim to expire.
+func (e *Engine) closeTerms() {
+	e.termsMu.Lock()
+	ts := make([]*heldTerm, 0, len(e.held))
+	for t := range e.held {
+		ts = append(ts, t)
+	}
+	e.termsMu.Unlock()
+	for _, t := range ts {
+		t.engineClosing()
+	}
+}
