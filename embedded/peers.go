@@ -17,7 +17,7 @@ type Peers struct {
 	Expected int
 	// Connected names the other servers a route is up to, sorted.
 	Connected []string
-	// Missing lists the routes (host:port) no server is connected through, when that can be
+	// Missing lists, sorted, the routes (host:port) no server is connected through, when that can be
 	// told; it may be empty while servers are missing (a route that the other server
 	// opened does not say which of our routes it answers).
 	Missing []string
@@ -75,6 +75,7 @@ func (s *Server) Peers() Peers {
 			}
 		}
 	}
+	slices.Sort(missing)
 	// Only when the routes account for every missing server exactly do they say which.
 	if len(missing) == p.Expected-1-len(p.Connected) {
 		p.Missing = missing
