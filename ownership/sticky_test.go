@@ -179,7 +179,9 @@ func TestReleasedWorkersDoNotBounceBack(t *testing.T) {
 	if len(released) == 0 || len(released) > 3 {
 		t.Fatalf("a runs %d workers after settling", len(released))
 	}
+	runsAt := map[string]int{} // runs of each released name when it was released
 	for _, n := range released {
+		runsAt[n] = len(f.of(n).snapshot())
 		if err := a.e.Release(context.Background(), n); err != nil {
 			t.Fatal(err)
 		}
@@ -195,9 +197,11 @@ func TestReleasedWorkersDoNotBounceBack(t *testing.T) {
 		return n == len(ws) && c["a"] > 0
 	})
 	f.settle(t, ws, cfg.RebalanceDelay+cfg.ClaimGrace+2*cfg.RenewInterval, time.Minute)
+	// Straight back is the bounce. (A worker the next node must shed again can still reach
+	// a on a third move, when that node holds more moved workers than its share.)
 	for _, n := range released {
-		if l := f.of(n).running(); len(l) != 1 || l[0].node == "a" {
-			t.Errorf("released worker %s came back to a (runs: %v)", n, f.of(n).snapshot())
+		if l := f.of(n).snapshot(); len(l) > runsAt[n]+1 && l[runsAt[n]+1].node == "a" {
+			t.Errorf("released worker %s came straight back to a (runs: %v)", n, l)
 		}
 	}
 	c, _ := f.perNode(t, ws)
