@@ -197,11 +197,11 @@ func placeNames(nodes []candidate, names, owners, from []string, threshold float
 		nh := nameHash(names[i])
 		// Not back to the node a planned move took it from: to another node below its
 		// share, else to one within its slack above it; only if neither exists, back.
-		avoid := movedFrom(from, i)
-		for pass := range 3 {
-			if pass < 2 && avoid == "" {
-				pass = 2
-			}
+		avoid, pass := movedFrom(from, i), 0
+		if avoid == "" {
+			pass = 2
+		}
+		for ; pass < 3; pass++ {
 			for j, n := range nodes {
 				room := share[j]
 				if pass == 1 {

@@ -212,7 +212,7 @@ func sortWorkers(ws []*worker) {
 func (w *worker) finished() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.exited
+	return w.done.closed
 }
 
 // renewWatch passes the engine's measurements on and notes, for paced stops, each renewal

@@ -15,25 +15,43 @@ type liveTerm struct {
 	token  uint64
 	since  time.Time
 	next   *liveTerm // another live term of the same name (rare: a term left behind)
-	// Guarded by the engine's termsMu.
-	ended bool          // the worker function returned
-	done  chan struct{} // made on demand (doneC), closed when the worker function returned
+	done   lazyDone  // the worker function returned; guarded by the engine's termsMu
 }
 
-// closedChan is a closed channel, the done channel of a term that ended before anyone asked.
+// closedChan is a closed channel, what a lazyDone that closed before anyone asked returns.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// lazyDone is a done channel made only when someone waits: most never are, and one is kept
+// per registered worker and per live term. Its owner's lock guards it.
+type lazyDone struct {
+	closed bool
+	c      chan struct{}
+}
+
+// wait returns a channel closed once d is.
+func (d *lazyDone) wait() <-chan struct{} {
+	if d.closed {
+		return closedChan
+	}
+	if d.c == nil {
+		d.c = make(chan struct{})
+	}
+	return d.c
+}
+
+// close marks d done, closing its channel if one was made.
+func (d *lazyDone) close() {
+	d.closed = true
+	if d.c != nil {
+		close(d.c)
+	}
+}
 
 // doneC returns a channel closed when t's worker function returned.
 func (e *Engine) doneC(t *liveTerm) <-chan struct{} {
 	e.termsMu.Lock()
 	defer e.termsMu.Unlock()
-	if t.ended {
-		return closedChan
-	}
-	if t.done == nil {
-		t.done = make(chan struct{})
-	}
-	return t.done
+	return t.done.wait()
 }
 
 // termStarted records a term whose worker function is about to run.
@@ -66,10 +84,7 @@ func (e *Engine) termEnded(t *liveTerm) {
 	} else {
 		e.terms[t.worker] = head
 	}
-	t.ended = true
-	if t.done != nil {
-		close(t.done)
-	}
+	t.done.close()
 	e.termsMu.Unlock()
 	e.mu.Lock()
 	w := e.workers[t.worker]

@@ -92,8 +92,7 @@ type worker struct {
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	// handoffReq is a handoff asked while no term could hear it: the next term hands over.
 	handoffReq string
-	exited     bool          // run returned for good (stopped)
-	done       chan struct{} // made on demand (doneC), closed when run returns for good
+	done       lazyDone // run returned for good (stopped)
 
 	waitingFor string        // the live term this registration waits for (logged once)
 	pause      time.Duration // the wait the contend step under way asks for (run's only)
@@ -109,23 +108,14 @@ func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
 func (w *worker) doneC() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.exited {
-		return closedChan
-	}
-	if w.done == nil {
-		w.done = make(chan struct{})
-	}
-	return w.done
+	return w.done.wait()
 }
 
 // exit marks the worker's loop as returned for good.
 func (w *worker) exit() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.exited = true
-	if w.done != nil {
-		close(w.done)
-	}
+	w.done.close()
 }
 
 // requestStop stops the worker: its held term, if any, and its contend loop.
