@@ -452,10 +452,11 @@ type StateInfo struct {
 // reads it from the stream leader (a follower might hand over an older checkpoint); terms
 // that never ask pay nothing.
 func (l *Lease) State() ([]byte, StateInfo, error) {
-	l.stateOnce.Do(l.loadState)
+	cp := l.checkpoint()
+	cp.once.Do(func() { l.loadState(cp) })
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state, l.stateInfo, l.stateErr
+	return cp.data, cp.info, cp.err
 }
 
 // SaveState checkpoints data (at most kv.MaxState bytes) for the next owner. It is refused
@@ -479,16 +480,17 @@ func (l *Lease) SaveState(ctx context.Context, data []byte) error {
 		// that saved; report it so the worker does not count on it.
 		return fmt.Errorf("%w: %q: saved as the lease ended", ErrLeaseExpired, l.worker)
 	}
-	l.stateOnce.Do(func() {}) // what this term saved is the last checkpoint now
+	cp := l.checkpoint()
+	cp.once.Do(func() {}) // what this term saved is the last checkpoint now
 	l.mu.Lock()
-	l.state, l.stateInfo = append([]byte(nil), data...), StateInfo{Node: l.node, Token: l.token, Saved: now}
+	cp.data, cp.info = append([]byte(nil), data...), StateInfo{Node: l.node, Token: l.token, Saved: now}
 	l.mu.Unlock()
 	e.publish(Event{Kind: KindWorker, Type: EventCheckpointed, Name: l.worker, Token: l.token})
 	return nil
 }
 
-// loadState reads the last checkpoint, once per term.
-func (l *Lease) loadState() {
+// loadState reads the last checkpoint into cp, once per term.
+func (l *Lease) loadState(cp *checkpoint) {
 	e := l.e
 	if e == nil {
 		return
@@ -501,9 +503,9 @@ func (l *Lease) loadState() {
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
 	case err != nil:
-		l.stateErr = fmt.Errorf("ownership: reading the last checkpoint of %q: %w", l.worker, err)
+		cp.err = fmt.Errorf("ownership: reading the last checkpoint of %q: %w", l.worker, err)
 	default:
-		l.state, l.stateInfo = rec.Data, StateInfo{Node: rec.Node, Token: rec.Token, Saved: rec.Saved}
+		cp.data, cp.info = rec.Data, StateInfo{Node: rec.Node, Token: rec.Token, Saved: rec.Saved}
 	}
 }
 

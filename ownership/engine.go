@@ -143,8 +143,7 @@ type Engine struct {
 	closeErr    error
 
 	termsMu sync.Mutex
-	terms   map[string]*liveTerm   // live terms by worker name (term.go)
-	held    map[*heldTerm]struct{} // terms held (held.go)
+	terms   map[string]*liveTerm // live terms by worker name (term.go)
 
 	maxRev   atomic.Uint64 // highest claims revision seen: a recreated bucket starts above it
 	watching atomic.Bool   // the claims watch is up and synced: /readyz says ready only then
@@ -217,7 +216,6 @@ func New(store *kv.Store, node string, cfg Config, opts ...Option) (*Engine, err
 		stopCtx:     stopCtx,
 		stopCancel:  stopCancel,
 		terms:       map[string]*liveTerm{},
-		held:        map[*heldTerm]struct{}{},
 		callKey:     ck,
 		claimMeta:   map[string]string{MetaCallKey: ck.public},
 		store:       store,
@@ -341,6 +339,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.goFunc(e.watchMembers)
 	e.goFunc(e.rebalance)
 	e.goFunc(e.watchClaims)
+	e.goFunc(e.refreshClaims)
 	for _, w := range e.workers {
 		e.goFunc(w.run)
 	}
@@ -416,8 +415,8 @@ func (e *Engine) Close() error {
 			default:
 			}
 			e.log.Error("worker did not stop; leaving it behind with its claim to expire (it ignores its context)",
-				"worker", t.worker, "token", t.token, "running_for", e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
-			left = append(left, fmt.Sprintf("%s (token %d)", t.worker, t.token))
+				"worker", t.worker(), "token", t.token(), "running_for", e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
+			left = append(left, fmt.Sprintf("%s (token %d)", t.worker(), t.token()))
 		}
 		if len(left) > 0 {
 			e.closeErr = fmt.Errorf("%w: %s did not return within ShutdownGrace + FenceGrace (%v) of Close: make the worker return when its context ends",

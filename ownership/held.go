@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetcoord/coordinator/kv"
@@ -21,15 +22,17 @@ import (
 // waits for it and every goroutine it starts.
 type heldTerm struct {
 	w      *worker
-	rev    uint64 // the claim's revision: written by the step that holds busy
-	c      kv.Claim
-	lease  *Lease
+	rev    uint64    // the claim's revision: written by the step that holds busy
+	c      *kv.Claim // shared with the worker's observation: never modified
+	l      Lease     // the lease the worker function gets (lease())
 	cancel context.CancelCauseFunc
-	lt     *liveTerm
+	lt     liveTerm // in the engine's live terms while the function runs
 	// Set up by begin before any step runs; stopped by finish.
 	unserve   func()
-	refresh   Timer
 	stopTimer Timer
+	// refreshAt is when the claim is next written again, as the engine's refresh scan
+	// reads it: since the engine started (refreshClock).
+	refreshAt atomic.Int64
 
 	// Guarded by w.mu.
 	stopping   bool   // a stop or a handoff began: the term ends when the function returns
@@ -95,34 +98,34 @@ func (t *heldTerm) run(s termStep) {
 	for {
 		switch s {
 		case stepRefresh:
-			rev, ok := w.refreshDue(t.rev, &t.c, t.refresh, t.refreshEvery)
+			rev, ok := w.refreshDue(t)
 			w.mu.Lock()
 			t.rev = rev
 			if !ok {
 				t.lostLocked()
 			}
 		case stepStopped:
-			w.stopped_(t.rev, &t.c, t.handoff)
+			w.stopped_(t.rev, t.c, t.handoff)
 			t.finish()
 			return
 		case stepAbandonGrace:
 			// The claim is never deleted while the worker may still run: it expires. The
 			// node claims the name again only once the worker has stopped.
-			w.abandon(t.lease, true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
+			w.abandon(t.lease(), true, "worker did not stop within ShutdownGrace; leaving its claim to expire")
 			t.finish()
 			return
 		case stepAbandonClose:
-			w.abandon(t.lease, false, "engine closing: worker did not stop in time; leaving its claim to expire")
+			w.abandon(t.lease(), false, "engine closing: worker did not stop in time; leaving its claim to expire")
 			t.finish()
 			return
 		case stepEnd:
 			w.mu.Lock()
 			var runDone <-chan struct{}
 			if !t.runDone {
-				runDone = t.w.e.doneC(t.lt)
+				runDone = t.w.e.doneC(&t.lt)
 			}
 			w.mu.Unlock()
-			w.endTerm(t.lease.ctx, t.rev, &t.c, runDone)
+			w.endTerm(t.l.ctx, t.rev, t.c, runDone)
 			t.finish()
 			return
 		default:
@@ -142,6 +145,50 @@ func (t *heldTerm) refreshEvery() time.Duration {
 	return ttl/2 - time.Duration(rand.Int64N(int64(ttl/10)))
 }
 
+// refreshIn has the engine's refresh scan write the claim again d from now.
+func (t *heldTerm) refreshIn(d time.Duration) {
+	t.refreshAt.Store(int64(t.w.e.refreshClock() + d))
+}
+
+// refreshClock is the time the refresh scan goes by: since the engine started.
+func (e *Engine) refreshClock() time.Duration { return e.cfg.Clock.Now().Sub(e.startedAt) }
+
+// refreshScanEvery is how often the refresh scan looks for claims due (a claim is written
+// again at 40 to 50 % of ClaimTTL: the scan makes that at most 2.5 % later).
+func (e *Engine) refreshScanEvery() time.Duration { return e.cfg.ClaimTTL / 40 }
+
+// refreshClaims writes the claims of held terms again when due: one scan for all of them
+// (a timer per term would cost memory on every held worker for a write every ~12 h).
+func (e *Engine) refreshClaims() {
+	every := e.refreshScanEvery()
+	t := e.cfg.Clock.NewTimer(every)
+	defer t.Stop()
+	var due []*heldTerm
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C():
+		}
+		now := e.refreshClock()
+		due = due[:0]
+		e.nl.mu.Lock()
+		for h := range e.nl.terms {
+			if time.Duration(h.refreshAt.Load()) <= now {
+				// Not again before the step under way reset it (or a renew interval).
+				h.refreshAt.Store(int64(now + e.cfg.RenewInterval))
+				due = append(due, h)
+			}
+		}
+		e.nl.mu.Unlock()
+		for _, h := range due {
+			h.refreshTimer()
+		}
+		clear(due)
+		t.Reset(every)
+	}
+}
+
 // event applies f to the term's state and takes the step that became due.
 func (t *heldTerm) event(f func(*heldTerm)) {
 	t.w.mu.Lock()
@@ -155,7 +202,7 @@ func (t *heldTerm) event(f func(*heldTerm)) {
 // killed FenceGrace from now, not FenceGrace after the last renewal's deadline. w.mu is
 // held.
 func (t *heldTerm) lostLocked() {
-	t.lease.fence(t.w.e.cfg.Clock.Now())
+	t.lease().fence(t.w.e.cfg.Clock.Now())
 	t.cancel(ErrLeaseLost)
 	t.ended = true
 }
@@ -186,8 +233,8 @@ func (t *heldTerm) engineClosing() { t.event(func(t *heldTerm) { t.closing = tru
 // runFunction runs the worker function (the goroutine a held worker costs) and tells the
 // term when it returned.
 func (t *heldTerm) runFunction() {
-	t.w.runWorker(t.lease.ctx, t.lease)
-	t.w.e.termEnded(t.lt)
+	t.w.runWorker(t.l.ctx, t.lease())
+	t.w.e.termEnded(&t.lt)
 	t.event(func(t *heldTerm) { t.runDone = true })
 }
 
@@ -200,11 +247,11 @@ func (t *heldTerm) runFunction() {
 func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	e := w.e
 	token := c.Token
-	t := &heldTerm{w: w, rev: rev, c: *c, busy: true} // busy until set up
-	t.lease = newLease(w.name, e.node, token, time.Time{})
+	t := &heldTerm{w: w, rev: rev, c: c, busy: true} // busy until set up
+	t.l.worker, t.l.node, t.l.token = w.name, e.node, token
 	ctx, cancel := context.WithCancelCause(context.Background())
 	t.cancel = cancel
-	t.lease.e, t.lease.ctx = e, ctx
+	t.l.e, t.l.ctx = e, ctx
 	// The term hangs off the node lease: its deadline is the node lease's, and the node
 	// lease's own timer — not a step of any loop, which may be stuck (paused process,
 	// blocked call) — ends the worker's context when it passes.
@@ -217,18 +264,19 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	w.mu.Lock()
 	w.t = t
 	w.owns = true
-	handoff := w.handoffReq
-	w.handoffReq = ""
+	if o := &w.obs; o.c != nil && o.c != c && o.malformed == nil && o.c.Term == c.Term {
+		o.c = c // the watch showed our claim first: keep one copy (see intern)
+	}
+	handoff := w.takeHandoffLocked()
 	w.mu.Unlock()
 	e.metrics.Owned(1)
 	w.begun(token)
-	t.unserve = w.serve(ctx, t.lease)
+	t.unserve = w.serve(ctx, t.lease())
 	// The worker function is not one of the engine's goroutines: Close must not wait for
 	// it forever. The live term stands for it until it returns.
-	t.lt = e.termStarted(w.name, c.Term, token)
-	e.holdTerm(t)
-	t.refresh = e.cfg.Clock.AfterFunc(t.refreshEvery(), t.refreshTimer)
-	w.startedRun(t.lease) // here, not on the function's goroutine: see runWorker
+	e.termStarted(t)
+	t.refreshIn(t.refreshEvery())
+	w.startedRun(t.lease()) // here, not on the function's goroutine: see runWorker
 	go t.runFunction()
 	t.event(func(t *heldTerm) {
 		t.busy = false
@@ -249,13 +297,15 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	return true
 }
 
+// lease is the term's lease, the one its worker function gets.
+func (t *heldTerm) lease() *Lease { return &t.l }
+
 // finish ends the term: it stops its timers, unbinds it and starts the contend loop again.
 func (t *heldTerm) finish() {
 	w, e := t.w, t.w.e
 	if t.stopTimer != nil {
 		t.stopTimer.Stop()
 	}
-	t.refresh.Stop()
 	t.unserve()
 	w.mu.Lock()
 	w.t = nil
@@ -264,34 +314,20 @@ func (t *heldTerm) finish() {
 	w.mu.Unlock()
 	e.metrics.Owned(-1)
 	e.unbindTerm(t)
-	e.releaseTerm(t)
 	t.cancel(nil)
 	e.goFunc(w.run)
 	e.wg.Done()
 }
 
-// holdTerm records a held term, so that the engine's hard deadline reaches it.
-func (e *Engine) holdTerm(t *heldTerm) {
-	e.termsMu.Lock()
-	defer e.termsMu.Unlock()
-	e.held[t] = struct{}{}
-}
-
-func (e *Engine) releaseTerm(t *heldTerm) {
-	e.termsMu.Lock()
-	defer e.termsMu.Unlock()
-	delete(e.held, t)
-}
-
 // closeTerms runs when stopCtx ends (Close's hard deadline, or GiveUpReleases): every held
 // term gives up its stop and leaves its claim to expire.
 func (e *Engine) closeTerms() {
-	e.termsMu.Lock()
-	ts := make([]*heldTerm, 0, len(e.held))
-	for t := range e.held {
+	e.nl.mu.Lock()
+	ts := make([]*heldTerm, 0, len(e.nl.terms))
+	for t := range e.nl.terms {
 		ts = append(ts, t)
 	}
-	e.termsMu.Unlock()
+	e.nl.mu.Unlock()
 	for _, t := range ts {
 		t.engineClosing()
 	}

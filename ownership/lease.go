@@ -16,14 +16,30 @@ type Lease struct {
 	e   *Engine
 	ctx context.Context // the term's context
 
-	mu        sync.Mutex
-	deadline  time.Time
-	fenced    bool          // the term was lost: the deadline was pulled in and never moves again
-	changed   chan struct{} // made by the first Deadline call after a change: most never ask
-	stateOnce sync.Once     // loads the last checkpoint on the first State call
-	state     []byte
-	stateInfo StateInfo
-	stateErr  error
+	mu       sync.Mutex
+	deadline time.Time
+	fenced   bool          // the term was lost: the deadline was pulled in and never moves again
+	changed  chan struct{} // made by the first Deadline call after a change: most never ask
+	cp       *checkpoint   // made by the first State or SaveState call: most never ask
+}
+
+// checkpoint is the last checkpoint as a term knows it: loaded on the first State call,
+// replaced by the term's own SaveState.
+type checkpoint struct {
+	once sync.Once
+	data []byte
+	info StateInfo
+	err  error
+}
+
+// checkpoint returns l's checkpoint, making it on first use.
+func (l *Lease) checkpoint() *checkpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cp == nil {
+		l.cp = &checkpoint{}
+	}
+	return l.cp
 }
 
 func newLease(worker, node string, token uint64, deadline time.Time) *Lease {

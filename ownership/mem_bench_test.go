@@ -35,12 +35,15 @@ func vmRSS() (float64, bool) {
 // and stacks in use, and the goroutines per held worker (issue 16: memory per held worker
 // small enough for 100,000). HOLD_GCS=n runs n more collections before reading (stacks
 // shrink at collections); HOLD_HEAP=file also writes a heap profile (go tool pprof -top
-// file) and a goroutine profile (file.goroutines):
+// file) and a goroutine profile (file.goroutines); HOLD_RATE=1 samples every allocation:
 //
 //	go test -run '^$' -bench Hold10000 -benchtime 1x ./ownership
 func BenchmarkHold10000(b *testing.B) {
 	const n = 10000
 	gcs, _ := strconv.Atoi(os.Getenv("HOLD_GCS"))
+	if r, err := strconv.Atoi(os.Getenv("HOLD_RATE")); err == nil {
+		runtime.MemProfileRate = r // HOLD_RATE=1: every allocation in the profile
+	}
 	for i := 0; i < b.N; i++ {
 		srv := natstest.Run(b)
 		st, err := kv.Open(context.Background(), srv.Connect(), kv.Options{Namespace: fmt.Sprintf("h%d", i)})

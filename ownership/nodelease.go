@@ -49,7 +49,7 @@ func (e *Engine) bindTerm(h *heldTerm) bool {
 	if d.IsZero() || !e.cfg.Clock.Now().Before(d) {
 		return false
 	}
-	h.lease.extend(d)
+	h.l.extend(d)
 	if e.nl.terms == nil {
 		e.nl.terms = map[*heldTerm]struct{}{}
 	}
@@ -85,7 +85,7 @@ func (e *Engine) nodeLeaseRenewed(sent time.Time, fresh bool) {
 	}
 	e.nl.deadline = next
 	for h := range e.nl.terms {
-		h.lease.extend(next)
+		h.l.extend(next)
 	}
 	if e.nl.timer == nil {
 		e.nl.timer = clock.AfterFunc(next.Sub(now), e.nodeLeaseCheck)
@@ -156,10 +156,9 @@ func (e *Engine) stopNodeLease() {
 // endTermsLocked fences every bound term with cause; e.nl.mu is held.
 func (e *Engine) endTermsLocked(cause error, now time.Time) {
 	for h := range e.nl.terms {
-		h.lease.fence(now)
+		h.l.fence(now)
 		h.fenced(cause)
 	}
-	clear(e.nl.terms)
 }
 
 // leaseName is what a claim names as its node lease: "<nodes bucket>/<node>".

@@ -86,10 +86,35 @@ type candidate struct {
 
 // plan is one computed placement.
 type plan struct {
-	nodes  []candidate       // the candidates, sorted by name
-	target map[string]string // name → the node that should own it
-	load   map[string]int    // names per node in the plan
-	share  map[string]int    // each node's share
+	nodes []candidate    // the candidates, sorted by name
+	names []string       // the names placed, sorted
+	to    []uint16       // names[i] → the node that should own it, nodes[to[i]]
+	load  map[string]int // names per node in the plan
+	share map[string]int // each node's share
+}
+
+// noNode is the index of no node in plan.to.
+const noNode = math.MaxUint16
+
+// target returns the node that should own name, if the plan placed it. The plan keeps two
+// slices, not a map: it is kept for as long as nothing changes, with an entry per name.
+func (p *plan) target(name string) (string, bool) {
+	i := sort.SearchStrings(p.names, name)
+	if i == len(p.names) || p.names[i] != name || p.to[i] == noNode {
+		return "", false
+	}
+	return p.nodes[p.to[i]].node, true
+}
+
+// targets returns the whole plan as a map, name → node (for tests and logs).
+func (p *plan) targets() map[string]string {
+	m := make(map[string]string, len(p.names))
+	for i, name := range p.names {
+		if p.to[i] != noNode {
+			m[name] = p.nodes[p.to[i]].node
+		}
+	}
+	return m
 }
 
 // rendezvous returns the candidate with the best score for name, ignoring loads ("" if none).
@@ -122,9 +147,12 @@ type placement struct {
 // none) and which a planned move took from node from[i] ("" for none; from may be nil); see
 // the top of this file.
 func placeNames(nodes []candidate, names, owners, from []string, threshold float64) *plan {
-	p := &plan{nodes: nodes, target: make(map[string]string, len(names)),
+	p := &plan{nodes: nodes, names: names, to: make([]uint16, len(names)),
 		load: make(map[string]int, len(nodes)), share: make(map[string]int, len(nodes))}
-	if len(nodes) == 0 {
+	for i := range p.to {
+		p.to[i] = noNode
+	}
+	if len(nodes) == 0 || len(nodes) >= noNode {
 		return p
 	}
 	idx := make(map[string]int, len(nodes))
@@ -187,7 +215,7 @@ func placeNames(nodes []candidate, names, owners, from []string, threshold float
 			h = h[:share[j]]
 		}
 		for _, i := range h {
-			p.target[names[i]] = nodes[j].node
+			p.to[i] = uint16(j)
 		}
 		load[j] = len(h)
 	}
@@ -222,7 +250,7 @@ func placeNames(nodes []candidate, names, owners, from []string, threshold float
 			best = 0
 		}
 		load[best]++
-		p.target[names[i]] = nodes[best].node
+		p.to[i] = uint16(best)
 	}
 	for j, n := range nodes {
 		p.load[n.node] = load[j]
@@ -249,7 +277,7 @@ func (e *Engine) Preferred(name string) string {
 
 func (e *Engine) preferredLocked(name string) string {
 	p := e.planLocked()
-	if to, ok := p.target[name]; ok {
+	if to, ok := p.target(name); ok {
 		return to
 	}
 	// A name this node did not register, or registered since the plan: plain rendezvous.
@@ -286,7 +314,7 @@ func (w *worker) ownerNode() (owner, from string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.obs.present && w.obs.malformed == nil {
-		return w.obs.claim.Node, w.obs.claim.From
+		return w.obs.claim().Node, w.obs.claim().From
 	}
 	return "", ""
 }
@@ -366,7 +394,7 @@ func (e *Engine) successor(name string) string {
 	defer e.mu.Unlock()
 	p := e.planLocked()
 	digest := e.digestLocked()
-	if to := p.target[name]; e.liveTargetLocked(to, digest) {
+	if to, _ := p.target(name); e.liveTargetLocked(to, digest) {
 		return to
 	}
 	// Prefer nodes that registered the same names; one that registered others may still
@@ -513,7 +541,7 @@ func (e *Engine) moveMisplaced() {
 	for name, w := range e.workers {
 		// Hand over only to a live node that registered the same names: it computes the
 		// same plan, and the release names it, so it claims at once.
-		if to := p.target[name]; to != e.node && e.liveTargetLocked(to, digest) && w.owning() {
+		if to, _ := p.target(name); to != e.node && e.liveTargetLocked(to, digest) && w.owning() {
 			ws = append(ws, w)
 		}
 	}

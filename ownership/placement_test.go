@@ -250,17 +250,17 @@ func TestAssignmentIsBalancedAndWeighted(t *testing.T) {
 	e.members["b"] = Member{NodeRecord: kv.NodeRecord{Node: "b", Capacity: 1}}
 	e.members["c"] = Member{NodeRecord: kv.NodeRecord{Node: "c", Capacity: 2}}
 	count := map[string]int{}
-	for _, to := range e.planLocked().target {
+	for _, to := range e.planLocked().targets() {
 		count[to]++
 	}
 	if count["a"] != 250 || count["b"] != 250 || count["c"] != 500 {
 		t.Fatalf("weights 1:1:2 over 1,000 names gave %v", count)
 	}
 	// Adding a node moves only about a quarter of the names.
-	before := e.planLocked().target
+	before := e.planLocked().targets()
 	e.members["d"] = Member{NodeRecord: kv.NodeRecord{Node: "d", Capacity: 2}}
 	e.placementChanged()
-	after := e.planLocked().target
+	after := e.planLocked().targets()
 	moved := 0
 	for n, to := range before {
 		if after[n] != to {
@@ -356,7 +356,7 @@ func (c *cluster) join(node string) { c.nodes = append(c.nodes, candidate{node, 
 
 func sticky(threshold float64) func([]candidate, []string, []string) map[string]string {
 	return func(nodes []candidate, names, owners []string) map[string]string {
-		return placeNames(nodes, names, owners, nil, threshold).target
+		return placeNames(nodes, names, owners, nil, threshold).targets()
 	}
 }
 
@@ -435,8 +435,8 @@ func TestPlanIsSticky(t *testing.T) {
 		t.Fatalf("150/110/40 became %v, want 100 each", load)
 	}
 	// Nodes placing the same inputs agree: the plan is a function of them.
-	a := placeNames(c.nodes, c.names, c.owners, nil, 0.1).target
-	b := placeNames(c.nodes, c.names, c.owners, nil, 0.1).target
+	a := placeNames(c.nodes, c.names, c.owners, nil, 0.1).targets()
+	b := placeNames(c.nodes, c.names, c.owners, nil, 0.1).targets()
 	for n, to := range a {
 		if b[n] != to {
 			t.Fatalf("two plans of the same inputs differ for %s", n)
@@ -488,21 +488,21 @@ func TestPlanKeepsMovedNamesAway(t *testing.T) {
 	from := []string{"a", "a", "a", "", "", ""}
 	p := placeNames(nodes, names, owners, from, 0.1)
 	for i, n := range names {
-		if from[i] == "a" && p.target[n] == "a" {
-			t.Errorf("%s, moved from a, is planned back to a (plan %v)", n, p.target)
+		if from[i] == "a" && p.targets()[n] == "a" {
+			t.Errorf("%s, moved from a, is planned back to a (plan %v)", n, p.targets())
 		}
 	}
 	if p.load["a"] < 1 {
-		t.Errorf("a gets %d workers (plan %v), want at least 1", p.load["a"], p.target)
+		t.Errorf("a gets %d workers (plan %v), want at least 1", p.load["a"], p.targets())
 	}
 	for node, l := range p.load {
 		if s := p.share[node]; l < s-1 || l > s+1 {
-			t.Errorf("%s: %d workers, share %d: outside the slack (plan %v)", node, l, s, p.target)
+			t.Errorf("%s: %d workers, share %d: outside the slack (plan %v)", node, l, s, p.targets())
 		}
 	}
 	// Without from, the same owners send the names that score best on a back to it.
 	back := placeNames(nodes, names, owners, nil, 0.1)
 	if back.load["a"] < 1 {
-		t.Fatalf("without from a gets nothing: %v", back.target)
+		t.Fatalf("without from a gets nothing: %v", back.targets())
 	}
 }

@@ -9,14 +9,18 @@ import (
 // supervised command, whose watchdog has not reaped it. A term is the unit of "one copy":
 // while one of a name's terms is live, the node starts no other term of that name, and
 // never clears the claim of a live term, whichever registration of the name it came from.
+//
+// It is part of its heldTerm (h), whose claim names it.
 type liveTerm struct {
-	worker string
-	id     string // kv.Claim.Term
-	token  uint64
-	since  time.Time
-	next   *liveTerm // another live term of the same name (rare: a term left behind)
-	done   lazyDone  // the worker function returned; guarded by the engine's termsMu
+	h     *heldTerm
+	since time.Time
+	next  *liveTerm // another live term of the same name (rare: a term left behind)
+	done  lazyDone  // the worker function returned; guarded by the engine's termsMu
 }
+
+func (t *liveTerm) worker() string { return t.h.w.name }
+func (t *liveTerm) id() string     { return t.h.c.Term } // kv.Claim.Term
+func (t *liveTerm) token() uint64  { return t.h.c.Token }
 
 // closedChan is a closed channel, what a lazyDone that closed before anyone asked returns.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -54,21 +58,21 @@ func (e *Engine) doneC(t *liveTerm) <-chan struct{} {
 	return t.done.wait()
 }
 
-// termStarted records a term whose worker function is about to run.
-func (e *Engine) termStarted(worker, id string, token uint64) *liveTerm {
-	t := &liveTerm{worker: worker, id: id, token: token, since: e.cfg.Clock.Now()}
+// termStarted records h's live term: its worker function is about to run.
+func (e *Engine) termStarted(h *heldTerm) {
+	t := &h.lt
+	t.h, t.since = h, e.cfg.Clock.Now()
 	e.termsMu.Lock()
 	defer e.termsMu.Unlock()
-	t.next = e.terms[worker]
-	e.terms[worker] = t
-	return t
+	t.next = e.terms[t.worker()]
+	e.terms[t.worker()] = t
 }
 
 // termEnded is called when t's worker function returned: a registration of the name that
 // waits for it may claim now.
 func (e *Engine) termEnded(t *liveTerm) {
 	e.termsMu.Lock()
-	head := e.terms[t.worker]
+	head := e.terms[t.worker()]
 	if head == t {
 		head = t.next
 	} else {
@@ -80,14 +84,14 @@ func (e *Engine) termEnded(t *liveTerm) {
 		}
 	}
 	if head == nil {
-		delete(e.terms, t.worker)
+		delete(e.terms, t.worker())
 	} else {
-		e.terms[t.worker] = head
+		e.terms[t.worker()] = head
 	}
 	t.done.close()
 	e.termsMu.Unlock()
 	e.mu.Lock()
-	w := e.workers[t.worker]
+	w := e.workers[t.worker()]
 	e.mu.Unlock()
 	if w != nil {
 		w.poke()
@@ -106,7 +110,7 @@ func (e *Engine) liveTerm(worker, id string) *liveTerm {
 	e.termsMu.Lock()
 	defer e.termsMu.Unlock()
 	for t := e.terms[worker]; t != nil; t = t.next {
-		if t.id == id {
+		if t.id() == id {
 			return t
 		}
 	}
@@ -124,10 +128,10 @@ func (e *Engine) liveTerms() []*liveTerm {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].worker != out[j].worker {
-			return out[i].worker < out[j].worker
+		if out[i].worker() != out[j].worker() {
+			return out[i].worker() < out[j].worker()
 		}
-		return out[i].token < out[j].token
+		return out[i].token() < out[j].token()
 	})
 	return out
 }

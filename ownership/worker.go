@@ -17,10 +17,12 @@ import (
 
 // observation is what this node last saw of a worker's claim.
 type observation struct {
-	known     bool
-	present   bool   // a live claim exists
-	rev       uint64 // revision of the entry or marker seen
-	claim     kv.Claim
+	known   bool
+	present bool   // a live claim exists
+	rev     uint64 // revision of the entry or marker seen
+	// c is the live claim seen (present), nil otherwise. Claims are shared, never modified
+	// once observed: a held worker's observation and its term keep the same one.
+	c         *kv.Claim
 	malformed error
 	expired   bool   // the last change was an expiry marker or a purge
 	released  bool   // the last change was the owner's release: its worker stopped
@@ -32,6 +34,8 @@ type observation struct {
 	never bool
 	// unseen: never, as the first watch delivery says; ignored once anything was observed.
 	unseen bool
+	// decoded: c was just decoded from the store, not yet shared: observe interns it.
+	decoded bool
 	// seenAt is the local (monotonic) time this revision was first seen. For a claim that
 	// went away without a release (deleted or purged by anyone, expired on the server's
 	// clock) it stays the time the first such marker was seen (for a claim of an older
@@ -41,6 +45,14 @@ type observation struct {
 	// before it: the node lease it was bound to, and whether it was ours. Never modified;
 	// nil mostly (a pointer: every registered worker keeps an observation).
 	last *kv.Claim
+}
+
+// claim returns the live claim seen, or the zero claim.
+func (o *observation) claim() *kv.Claim {
+	if o.c == nil {
+		return &kv.Claim{}
+	}
+	return o.c
 }
 
 // lastClaim returns o.last, or the zero claim.
@@ -59,8 +71,10 @@ func observationOf(c kv.Change) observation {
 	o := observation{known: true, rev: c.Revision, present: c.Op == kv.OpPut, expired: c.Op == kv.OpExpire}
 	switch c.Op {
 	case kv.OpPut:
-		o.claim, o.malformed = kv.DecodeClaim(c.Key, c.Value)
-		o.claim.Meta = nil // not needed here, and a map per worker held in memory
+		var cl kv.Claim
+		cl, o.malformed = kv.DecodeClaim(c.Key, c.Value)
+		cl.Meta = nil // not needed here, and a map per worker held in memory
+		o.c, o.decoded = &cl, true
 	case kv.OpDelete:
 		var rc kv.Claim
 		rc, o.released = kv.DecodeRelease(c.Key, c.Value)
@@ -81,27 +95,54 @@ type worker struct {
 	fn   WorkerFunc
 	opts workerOptions
 
-	notify   chan struct{} // a new observation arrived, or a stop (capacity 1)
-	stopFlag atomic.Bool   // set by requestStop
+	// notify wakes the contend loop: a new observation arrived, or a stop (capacity 1).
+	// Made by run while it runs, nil while a term is held; guarded by mu, read by run's
+	// goroutine without it (only run writes it).
+	notify   chan struct{}
+	stopFlag atomic.Bool // set by requestStop
 
-	mu        sync.Mutex
-	obs       observation
-	owns      bool
-	t         *heldTerm // the term held, if any
-	ended     uint64    // terms ended so far (Release waits for the next)
+	mu    sync.Mutex
+	obs   observation
+	owns  bool
+	t     *heldTerm   // the term held, if any
+	ended uint64      // terms ended so far (Release waits for the next)
+	rare  *workerRare // made on first use: most workers never need it
+	done  lazyDone    // run returned for good (stopped)
+
+	pause time.Duration // the wait the contend step under way asks for (run's only)
+	op    bool          // run holds a slot for a claim (e.ops) for the next step
+}
+
+// workerRare is what few workers ever need, apart: a worker is kept for every name
+// registered.
+type workerRare struct {
 	holdUntil time.Time // after a handoff, leave the worker to others until then
 	// handoffReq is a handoff asked while no term could hear it: the next term hands over.
 	handoffReq string
-	done       lazyDone // run returned for good (stopped)
+	waitingFor string // the live term this registration waits for (logged once)
+}
 
-	waitingFor string        // the live term this registration waits for (logged once)
-	pause      time.Duration // the wait the contend step under way asks for (run's only)
-	op         bool          // run holds a slot for a claim (e.ops) for the next step
+// rareLocked returns w.rare, making it; w.mu is held.
+func (w *worker) rareLocked() *workerRare {
+	if w.rare == nil {
+		w.rare = &workerRare{}
+	}
+	return w.rare
+}
+
+// takeHandoffLocked returns and clears the handoff asked while no term could hear it; w.mu
+// is held.
+func (w *worker) takeHandoffLocked() string {
+	if w.rare == nil {
+		return ""
+	}
+	h := w.rare.handoffReq
+	w.rare.handoffReq = ""
+	return h
 }
 
 func newWorker(e *Engine, name string, fn WorkerFunc, o workerOptions) *worker {
-	return &worker{e: e, name: name, fn: fn, opts: o,
-		notify: make(chan struct{}, 1)}
+	return &worker{e: e, name: name, fn: fn, opts: o}
 }
 
 // doneC returns a channel closed when the worker's loop has returned for good.
@@ -179,9 +220,9 @@ func (w *worker) observe(o observation) {
 		// write we saw; one we never saw, a TTL after the first marker.
 		switch {
 		case w.obs.present && w.obs.malformed == nil:
-			last := w.obs.claim
-			o.last = &last
-			if !bound(last) {
+			last := w.obs.c
+			o.last = last
+			if !bound(*last) {
 				o.seenAt = w.obs.seenAt
 			}
 		case !w.obs.present:
@@ -189,7 +230,9 @@ func (w *worker) observe(o observation) {
 			o.seenAt = w.obs.seenAt
 		}
 	}
-	w.intern(&o.claim)
+	if o.decoded {
+		w.intern(&o)
+	}
 	w.obs = o
 	s := stepNone
 	t := w.t
@@ -201,16 +244,23 @@ func (w *worker) observe(o observation) {
 	if t != nil {
 		t.dispatch(s)
 	}
-	select {
-	case w.notify <- struct{}{}:
-	default:
-	}
+	w.poke()
 }
 
-// intern makes c share the strings this node already keeps (c is most often our own claim,
-// decoded from the watch): a worker keeps its observation for as long as it is registered.
-// w.mu is held.
-func (w *worker) intern(c *kv.Claim) {
+// intern makes a decoded claim share what this node already keeps (it is most often our
+// own claim, decoded from the watch): the held term's claim itself when it is that term's,
+// else the strings. A worker keeps its observation for as long as it is registered. w.mu
+// is held.
+func (w *worker) intern(o *observation) {
+	o.decoded = false
+	c := o.c
+	if c == nil || o.malformed != nil {
+		return
+	}
+	if t := w.t; t != nil && c.Term == t.c.Term && c.Node == t.c.Node && c.Incarnation == t.c.Incarnation {
+		o.c = t.c // the term's own record: rewritten only to renew it
+		return
+	}
 	e := w.e
 	if c.Worker == w.name {
 		c.Worker = w.name
@@ -227,15 +277,16 @@ func (w *worker) intern(c *kv.Claim) {
 	if c.State == kv.StateRunning {
 		c.State = kv.StateRunning
 	}
-	if w.t != nil && c.Term == w.t.c.Term {
-		c.Term = w.t.c.Term
-	}
 }
 
-// poke wakes the worker's loop to look at its state again.
+// poke wakes the worker's loop to look at its state again, if it runs: one that starts
+// looks anyway.
 func (w *worker) poke() {
+	w.mu.Lock()
+	c := w.notify
+	w.mu.Unlock()
 	select {
-	case w.notify <- struct{}{}:
+	case c <- struct{}{}: // a nil c (no loop runs) is never ready
 	default:
 	}
 }
@@ -317,12 +368,14 @@ func (w *worker) awaitOp() bool {
 	}
 }
 
-// readClaim reads the claim for a worker the watch has not shown; it reports false on a
-// stop.
+// readClaim reads the claim for a worker the watch has not shown, with the slot for a
+// store operation contend took; it reports false on a stop.
 //
 //go:noinline
 func (w *worker) readClaim() bool {
-	if err := w.refresh(w.e.ctx); err != nil {
+	err := w.refresh(w.e.ctx)
+	w.e.releaseOp()
+	if err != nil {
 		w.log().Debug("cannot read claim; retrying", "err", err)
 		return w.park(w.e.cfg.RenewInterval / 4)
 	}
@@ -357,6 +410,17 @@ func (w *worker) park(d time.Duration) bool {
 // runtime's adaptive stack start), a held worker's among them: with 100,000 workers,
 // stacks are a good part of the process's memory.
 func (w *worker) run() {
+	notify := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.notify = notify
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		if w.notify == notify { // else a later run (of the term this one began) made its own
+			w.notify = nil
+		}
+		w.mu.Unlock()
+	}()
 	for {
 		d := w.contend()
 		if w.op { // waited for, not used: the step found something else to do
@@ -403,7 +467,12 @@ func (w *worker) contend() time.Duration {
 			// The first watch delivers every claim: wait for it rather than read each.
 			return waitSynced
 		}
-		return readClaim // in run's small frame: at a late Register, every worker reads
+		// In run's small frame: at a late Register, every worker reads, at most
+		// maxBurstOps at a time (a slot is taken here and given back by readClaim).
+		if !w.takeOp() {
+			return w.pause
+		}
+		return readClaim
 	}
 	if hold := w.holdOff(); hold > 0 {
 		// A leftover claim of ours whose worker has stopped is released even now: it
@@ -447,14 +516,14 @@ func (w *worker) contend() time.Duration {
 			w.wait(left)
 			return w.pause
 		}
-		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, c) {
 			return termBegan
 		}
 		if takeover && w.pause == waitOp {
 			e.takeover.giveBack() // not used: the next step reserves one again
 		}
-	case o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
-		if t := e.liveTerm(w.name, o.claim.Term); t != nil {
+	case o.malformed == nil && o.claim().Node == e.node && o.claim().Incarnation == e.incarnation:
+		if t := e.liveTerm(w.name, o.claim().Term); t != nil {
 			// Our claim, and its worker may still run: never clear it. It is left to
 			// expire, or released once the worker stops.
 			w.waitTerm(t)
@@ -471,12 +540,12 @@ func (w *worker) contend() time.Duration {
 		// revision). Then it is overwritten by compare-and-set: one write.
 		var c kv.Claim
 		if o.malformed == nil {
-			c = o.claim
+			c = *o.claim()
 		}
 		if !w.dead(c, o.seenAt) || !w.paceTakeover() {
 			return w.pause
 		}
-		if rev, c, ok := w.claim(o); ok && w.begin(rev, &c) {
+		if rev, c, ok := w.claim(o); ok && w.begin(rev, c) {
 			return termBegan
 		}
 		if w.pause == waitOp {
@@ -491,11 +560,11 @@ func (w *worker) contend() time.Duration {
 func (w *worker) leftover(o observation) (observation, bool) {
 	e := w.e
 	switch {
-	case o.present && o.malformed == nil && o.claim.Node == e.node && o.claim.Incarnation == e.incarnation:
-		return o, e.liveTerm(w.name, o.claim.Term) == nil
+	case o.present && o.malformed == nil && o.claim().Node == e.node && o.claim().Incarnation == e.incarnation:
+		return o, e.liveTerm(w.name, o.claim().Term) == nil
 	case !o.present && !o.released && !o.cleared && !o.never &&
 		o.last != nil && o.last.Node == e.node && o.last.Incarnation == e.incarnation && o.last.Term != "":
-		return observation{known: true, rev: o.rev, claim: *o.last}, e.liveTerm(w.name, o.last.Term) == nil
+		return observation{known: true, rev: o.rev, c: o.last}, e.liveTerm(w.name, o.last.Term) == nil
 	}
 	return observation{}, false
 }
@@ -560,12 +629,13 @@ func (w *worker) paceTakeover() bool {
 // waitTerm logs, once per term, that this registration waits for an earlier term.
 func (w *worker) waitTerm(t *liveTerm) {
 	w.mu.Lock()
-	first := w.waitingFor != t.id
-	w.waitingFor = t.id
+	r := w.rareLocked()
+	first := r.waitingFor != t.id()
+	r.waitingFor = t.id()
 	w.mu.Unlock()
 	if first {
 		w.log().Warn("an earlier term of this worker still runs on this node; not claiming it until that worker stops",
-			"token", t.token, "running_for", w.e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
+			"token", t.token(), "running_for", w.e.cfg.Clock.Now().Sub(t.since).Round(time.Millisecond))
 	}
 }
 
@@ -581,7 +651,10 @@ func (w *worker) holdOff() time.Duration {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.holdUntil.Sub(e.cfg.Clock.Now())
+	if w.rare == nil {
+		return 0
+	}
+	return w.rare.holdUntil.Sub(e.cfg.Clock.Now())
 }
 
 // requestHandoff asks the held term to hand the worker over; asked while no term can hear
@@ -593,8 +666,8 @@ func (w *worker) requestHandoff(reason string) {
 	switch {
 	case t == nil || t.over:
 		t = nil
-		if w.handoffReq == "" {
-			w.handoffReq = reason
+		if r := w.rareLocked(); r.handoffReq == "" {
+			r.handoffReq = reason
 		}
 	case !t.stopping:
 		t.beginStopLocked(reason)
@@ -611,15 +684,15 @@ func (w *worker) requestHandoff(reason string) {
 
 // claim tries to create the claim and reports whether it landed: then its term is to be
 // run, at the revision returned.
-func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
+func (w *worker) claim(o observation) (uint64, *kv.Claim, bool) {
 	e := w.e
 	if e.termRunning(w.name) != nil {
-		return 0, kv.Claim{}, false // run() waits for it
+		return 0, nil, false // run() waits for it
 	}
 	if _, live := e.nodeLeaseLive(); !live {
 		// Claims are bound to the node lease: none while it is not live.
 		w.wait(e.cfg.RenewInterval / 4)
-		return 0, kv.Claim{}, false
+		return 0, nil, false
 	}
 	sent := e.cfg.Clock.Now()
 	c := kv.Claim{Worker: w.name, Node: e.node, Incarnation: e.incarnation, Term: nuid.Next(), Lease: e.lease,
@@ -638,7 +711,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 		r = 0
 	}
 	if !w.takeOp() {
-		return 0, kv.Claim{}, false // run waits for a slot, and the next step looks again
+		return 0, nil, false // run waits for a slot, and the next step looks again
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	var rev uint64
@@ -661,11 +734,11 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 		e.metrics.ClaimAttempt(w.name, true)
 		switch {
 		case o.present:
-			from := o.claim.Node
+			from := o.claim().Node
 			if o.malformed != nil {
 				from = "unknown"
 			}
-			w.log().Info("claim not renewed within TTL; taking over", "previous", from, "revision", o.rev, "lease", o.claim.Lease)
+			w.log().Info("claim not renewed within TTL; taking over", "previous", from, "revision", o.rev, "lease", o.claim().Lease)
 			e.metrics.Takeover(w.name)
 			e.publish(Event{Kind: KindWorker, Type: EventExpired, Name: w.name, From: from, Reason: "ttl"})
 		case !o.released && !o.never && !o.cleared:
@@ -677,7 +750,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 			// Claimed as a fallback: once things settle, hand it to its preferred node.
 			e.kickRebalance()
 		}
-		return rev, c, true
+		return rev, &c, true
 	case errors.Is(err, kv.ErrConflict):
 		// Written since we looked: someone else's claim, or a marker we had not seen.
 		e.metrics.ClaimAttempt(w.name, false)
@@ -690,7 +763,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 		w.log().Debug("claim attempt failed; retrying", "err", err)
 		w.wait(e.cfg.RenewInterval / 4)
 	}
-	return 0, kv.Claim{}, false
+	return 0, nil, false
 }
 
 // clear releases our own claim at the revision seen (a live claim, or the marker of one
@@ -700,7 +773,7 @@ func (w *worker) claim(o observation) (uint64, kv.Claim, bool) {
 func (w *worker) clear(o observation) {
 	e := w.e
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
-	mrev, err := e.claims.Release(ctx, w.name, o.rev, releaseRecord(o.claim))
+	mrev, err := e.claims.Release(ctx, w.name, o.rev, releaseRecord(*o.claim()))
 	cancel()
 	switch {
 	case err == nil:
@@ -722,14 +795,14 @@ func (w *worker) clear(o observation) {
 //go:noinline
 func (w *worker) unbound(rev uint64, c *kv.Claim) {
 	w.log().Warn("node lease not live when the claim landed; releasing it", "token", c.Token)
-	w.observe(observation{known: true, present: true, rev: rev, claim: *c})
+	w.observe(observation{known: true, present: true, rev: rev, c: c})
 }
 
 // overwritten reports whether the claim was written since rev by another term than this
 // one (term). w.mu is held.
 func (w *worker) overwritten(rev uint64, term string) bool {
 	o := &w.obs
-	return o.rev > rev && !(o.present && o.malformed == nil && o.claim.Term == term)
+	return o.rev > rev && !(o.present && o.malformed == nil && o.claim().Term == term)
 }
 
 // begun announces a term that began.
@@ -761,7 +834,9 @@ func (w *worker) abandon(lease *Lease, grace bool, msg string) {
 //go:noinline
 func (w *worker) stopped_(rev uint64, c *kv.Claim, handoff string) {
 	e := w.e
-	c.Successor = e.successor(w.name) // claims at once when the release lands
+	rc := *c                           // the term's claim is shared: never modified
+	rc.Successor = e.successor(w.name) // claims at once when the release lands
+	c = &rc
 	if handoff == "" {
 		w.release(rev, *c, "stop")
 		return
@@ -771,25 +846,26 @@ func (w *worker) stopped_(rev uint64, c *kv.Claim, handoff string) {
 		From: e.node, To: c.Successor})
 	if c.Successor != "" { // else no other node can take it: this one may again
 		w.mu.Lock()
-		w.holdUntil = e.cfg.Clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
+		w.rareLocked().holdUntil = e.cfg.Clock.Now().Add(e.cfg.ClaimGrace + e.cfg.RenewInterval)
 		w.mu.Unlock()
 	}
 	w.release(rev, *c, handoff)
 }
 
-// refreshDue writes the claim again (the server TTL's backstop) and resets the refresh
-// timer; it returns the claim's revision, and false if the claim is no longer ours. Apart
-// from term, like stopped_.
+// refreshDue writes the claim of term t again (the server TTL's backstop) and sets when
+// the next is due; it returns the claim's revision, and false if the claim is no longer
+// ours. Apart from term, like stopped_.
 //
 //go:noinline
-func (w *worker) refreshDue(rev uint64, c *kv.Claim, refresh Timer, every func() time.Duration) (uint64, bool) {
+func (w *worker) refreshDue(t *heldTerm) (uint64, bool) {
+	rev, c := t.rev, t.c
 	nrev, err := w.refreshClaim(rev, *c)
 	switch {
 	case err == nil:
-		refresh.Reset(every())
+		t.refreshIn(t.refreshEvery())
 		return nrev, true
 	case errors.Is(err, kv.ErrConflict):
-		refresh.Reset(every())
+		t.refreshIn(t.refreshEvery())
 		// A write whose reply was lost may have landed: then the claim is still ours.
 		if landed, ok := w.ownLanded(c.Term); ok {
 			return landed, true
@@ -797,7 +873,7 @@ func (w *worker) refreshDue(rev uint64, c *kv.Claim, refresh Timer, every func()
 		return rev, false
 	default:
 		w.log().Warn("claim refresh failed; retrying", "err", err)
-		refresh.Reset(w.e.cfg.RenewInterval)
+		t.refreshIn(w.e.cfg.RenewInterval)
 		return rev, true
 	}
 }
@@ -854,7 +930,7 @@ func (w *worker) endTerm(ctx context.Context, rev uint64, c *kv.Claim, runDone <
 	if reason == "deadline" {
 		// Our last claim may still stand; run() releases it once the store answers and
 		// the worker has stopped.
-		w.observe(observation{known: true, present: true, rev: rev, claim: *c})
+		w.observe(observation{known: true, present: true, rev: rev, c: c})
 	} else if err := w.refresh(e.ctx); err != nil {
 		w.observe(observation{known: true, present: true, rev: rev + 1})
 	}
@@ -939,14 +1015,25 @@ func (w *worker) releaseOverMarker(ctx context.Context, c kv.Claim) {
 // writing it to the connection) would grow this goroutine's stack, which the runtime never
 // shrinks back to its 2 KB start while the worker runs.
 func (w *worker) runWorker(ctx context.Context, lease *Lease) {
+	started := w.e.cfg.Clock.Now()
+	err := w.call(ctx, lease)
+	w.restart(ctx, lease, started, err)
+}
+
+// restart reports a return of the worker function (started at started) and calls it
+// again as the restart policy says, until ctx ends. Apart from runWorker, so that the
+// stack of every held worker's goroutine (scanned at every collection) stays small.
+//
+//go:noinline
+func (w *worker) restart(ctx context.Context, lease *Lease, started time.Time, err error) {
 	e := w.e
 	backoff := e.cfg.RestartBackoff
 	for first := true; ; first = false {
-		started := e.cfg.Clock.Now()
 		if !first {
+			started = e.cfg.Clock.Now()
 			w.startedRun(lease)
+			err = w.call(ctx, lease)
 		}
-		err := w.call(ctx, lease)
 		ran := e.cfg.Clock.Now().Sub(started)
 		if ctx.Err() != nil {
 			w.returned(ctx, lease, true, nil, 0, 0)
