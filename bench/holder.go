@@ -20,7 +20,7 @@ import (
 // uses the ownership library with N no-op Go workers, the way an application embeds it, so
 // that its CPU and memory can be read from /proc without the benchmark's own. It links only
 // the library, kv and the NATS client, not the benchmark's plotting and cluster code, which
-// would add about 4.5 MB of file-backed RSS that an application would not pay. setup builds
+// added about 6 MB of file-backed RSS that an application would not pay. setup builds
 // it once into the work directory (buildHolder); startHolder runs it. Its flags and output
 // lines are described in bench/holder/main.go: "ready", "registered N SECONDS" (-late) and
 // "owned N renewals R errors E lost L claimed C", parsed here.
