@@ -20,11 +20,13 @@
 //     (a claim record with the claim TTL, as a node claims a worker) one at a time and
 //     from 32 goroutines, for -claims-time each, against the daemon's server.
 //   - rss_mb_holder_idle, renew_cpu_pct_1000, renew_cpu_pct_10000, rss_mb_holder_10000:
-//     a holder is this binary re-executed as `bench holder`, using the ownership library
-//     with N no-op Go workers at the default timings (TTL 15s, renew every 3s) against
-//     the daemon; once it owns all N, its CPU (utime+stime from /proc/<pid>/stat, percent
-//     of one core) is measured over -cpu-window. renew_server_cpu_pct_N is the daemon's
-//     CPU over the same window and renewals_per_s_N the renewals the holder counted.
+//     a holder is its own small program, bench/holder (built at start into the work
+//     directory, linking only the ownership library, kv and the NATS client, as an
+//     application would), using the ownership library with N no-op Go workers at the
+//     default timings (TTL 15s, renew every 3s) against the daemon; once it owns all N,
+//     its CPU (utime+stime from /proc/<pid>/stat, percent of one core) is measured over
+//     -cpu-window. renew_server_cpu_pct_N is the daemon's CPU over the same window and
+//     renewals_per_s_N the renewals the holder counted.
 //   - balance_max_over_min: three holders with the same 1,000 workers, started together;
 //     when the claims have converged (all owned, no count changed for 15 s), the largest
 //     count over the smallest, read from the store.

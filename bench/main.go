@@ -22,9 +22,6 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == holderArg {
-		os.Exit(holderMain(os.Args[2:]))
-	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -93,12 +90,13 @@ func (o options) runs(phase string) bool { return len(o.only) == 0 || o.only[pha
 
 // bench is one benchmark run.
 type bench struct {
-	opts   options
-	res    *Results
-	bins   cluster.Binaries
-	work   string
-	t0     time.Time
-	failed []string
+	opts      options
+	res       *Results
+	bins      cluster.Binaries
+	holderBin string // the holder program (bench/holder), built by setup
+	work      string
+	t0        time.Time
+	failed    []string
 
 	balanceCounts map[string]int // workers owned per holder, for the plot
 }
@@ -133,6 +131,9 @@ func run(args []string) int {
 	b := &bench{opts: o, res: newResults(os.Stdout), t0: time.Now()}
 	if err := b.setup(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		if b.work != "" {
+			os.RemoveAll(b.work)
+		}
 		return 1
 	}
 	defer func() {
@@ -209,12 +210,15 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.work, err = os.MkdirTemp("", "bench-"); err != nil {
 		return err
 	}
-	b.logf("building the recorder and the reaper")
+	b.logf("building the recorder, the reaper and the holder")
 	binDir := filepath.Join(b.work, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return err
 	}
 	if b.bins, err = cluster.Build(binDir); err != nil {
+		return err
+	}
+	if b.holderBin, err = buildHolder(binDir); err != nil {
 		return err
 	}
 	if b.opts.bin != "" {
@@ -279,7 +283,7 @@ func (b *bench) single(ctx context.Context) error {
 	}
 
 	b.logf("single node: idle holder")
-	h, err := startHolder(b.work, url, "idle", "idle", "i", 0)
+	h, err := b.startHolder(url, "idle", "idle", "i", 0)
 	if err != nil {
 		return err
 	}
@@ -349,7 +353,7 @@ func durationsMS(ds []time.Duration) []float64 {
 func (b *bench) renew(url string, daemonPID, workers int) error {
 	b.logf("single node: holder with %d workers, default TTL", workers)
 	ns := fmt.Sprintf("renew%d", workers)
-	h, err := startHolder(b.work, url, ns, "holder", "w", workers)
+	h, err := b.startHolder(url, ns, "holder", "w", workers)
 	if err != nil {
 		return err
 	}
@@ -405,7 +409,7 @@ func (b *bench) balance(url string) error {
 		}
 	}()
 	for i := range 3 {
-		h, err := startHolder(b.work, url, "balance", fmt.Sprintf("h%d", i), "b", workers)
+		h, err := b.startHolder(url, "balance", fmt.Sprintf("h%d", i), "b", workers)
 		if err != nil {
 			return err
 		}

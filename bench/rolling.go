@@ -52,7 +52,7 @@ func (b *bench) rolling(ctx context.Context) error {
 		}
 	}()
 	start := func(i int) error {
-		h, err := startHolder(b.work, url, ns, fmt.Sprintf("r%d", i), "r", rollingWorkers)
+		h, err := b.startHolder(url, ns, fmt.Sprintf("r%d", i), "r", rollingWorkers)
 		if err != nil {
 			return err
 		}

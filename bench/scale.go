@@ -59,7 +59,7 @@ func (b *bench) scale(ctx context.Context) error {
 // holder that owns them.
 func (b *bench) scaleRegister(url string, daemonPID int) error {
 	b.logf("scale: holder registering %d workers after Start", scaleWorkers)
-	h, err := startHolder(b.work, url, "scale", "holder", "w", scaleWorkers, "-late")
+	h, err := b.startHolder(url, "scale", "holder", "w", scaleWorkers, "-late")
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (b *bench) scaleFailover(url string) error {
 	const ns = "scalefail"
 	name := fmt.Sprintf("failover_all_s_%d", scaleWorkers)
 	b.logf("scale: holder with %d workers and two drained ones, then SIGKILL", scaleWorkers)
-	a, err := startHolder(b.work, url, ns, "a", "f", scaleWorkers)
+	a, err := b.startHolder(url, ns, "a", "f", scaleWorkers)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (b *bench) scaleFailover(url string) error {
 		return err
 	}
 	for _, node := range []string{"b", "c"} {
-		h, err := startHolder(b.work, url, ns, node, "f", scaleWorkers, "-drained")
+		h, err := b.startHolder(url, ns, node, "f", scaleWorkers, "-drained")
 		if err != nil {
 			return err
 		}
@@ -202,7 +202,7 @@ func (b *bench) scaleFailover(url string) error {
 // scaleBig measures a holder of 100,000 workers, bounded.
 func (b *bench) scaleBig(url string, daemonPID int) error {
 	b.logf("scale: holder with %d workers", scaleBigWorkers)
-	h, err := startHolder(b.work, url, "scalebig", "holder", "w", scaleBigWorkers)
+	h, err := b.startHolder(url, "scalebig", "holder", "w", scaleBigWorkers)
 	if err != nil {
 		return err
 	}

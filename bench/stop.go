@@ -52,7 +52,7 @@ func (b *bench) stops(ctx context.Context) error {
 func (b *bench) stopFigures(url string) error {
 	const ns = "stop"
 	b.logf("stop: holder with %d workers, then SIGTERM", stopWorkers)
-	h, err := startHolder(b.work, url, ns, "holder", "s", stopWorkers, "-info")
+	h, err := b.startHolder(url, ns, "holder", "s", stopWorkers, "-info")
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (b *bench) drainFigures(url string) error {
 		}
 	}()
 	for i := range 3 {
-		h, err := startHolder(b.work, url, ns, fmt.Sprintf("d%d", i), "d", drainWorkers, "-info")
+		h, err := b.startHolder(url, ns, fmt.Sprintf("d%d", i), "d", drainWorkers, "-info")
 		if err != nil {
 			return err
 		}
