@@ -56,6 +56,49 @@ func TestHeldClaimsCostO1Writes(t *testing.T) {
 	}
 }
 
+// TestClaimRefreshedBeforeServerTTL: a claim bound to the node lease needs no renewal, but
+// the server expires it after ClaimTTL; the engine's refresh scan writes it again at about
+// half of that, in the same term, so the worker outlives ClaimTTL without a restart.
+func TestClaimRefreshedBeforeServerTTL(t *testing.T) {
+	srv := natstest.Run(t)
+	cfg := ConfigForTTL(time.Second) // the least TTL allowed
+	cfg.ClaimTTL = 10 * cfg.TTL      // the least allowed: 10s
+	var r runs
+	name := "refreshed"
+	a := startNode(t, srv, "a", cfg, func(e *Engine) { _ = e.Register(name, r.worker("a")) })
+	waitFor(t, "a to run the worker", 5*time.Second, func() bool { return len(r.running()) == 1 })
+	get := func() kv.ClaimEntry {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ce, err := a.e.claims.GetClaim(ctx, name)
+		if err != nil {
+			t.Fatalf("reading the claim: %v", err)
+		}
+		return ce
+	}
+	first := get()
+	started := time.Now()
+	refreshed := false
+	// Past ClaimTTL: the claim would have expired on the server without a refresh.
+	past := cfg.ClaimTTL + 2*time.Second
+	for time.Since(started) < past {
+		ce := get()
+		if ce.Claim.Term != first.Claim.Term {
+			t.Fatalf("the claim's term changed from %s to %s: the claim was lost", first.Claim.Term, ce.Claim.Term)
+		}
+		if ce.Revision > first.Revision {
+			refreshed = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !refreshed {
+		t.Fatalf("claim still at revision %d after %v: never written again", first.Revision, past)
+	}
+	if got := r.snapshot(); len(got) != 1 || got[0].node != "a" {
+		t.Fatalf("runs = %+v, want one run on a, never restarted", got)
+	}
+}
+
 // TestDeletedNodeRecordFencesAtOnce: an operator deletes the node record of a live owner.
 // Its node lease is lost: the worker is fenced at once (ErrLeaseLost), and no node starts
 // it before that; it then runs again, with a larger token.
