@@ -28,22 +28,27 @@ type heldTerm struct {
 	cancel context.CancelCauseFunc
 	lt     liveTerm // in the engine's live terms while the function runs
 	// Set up by begin before any step runs; stopped by finish.
-	unserve   func()
-	stopTimer Timer
+	unserve func()
 	// refreshAt is when the claim is next written again, as the engine's refresh scan
 	// reads it: since the engine started (refreshClock).
 	refreshAt atomic.Int64
 
 	// Guarded by w.mu.
-	stopping   bool   // a stop or a handoff began: the term ends when the function returns
-	handoff    string // the reason of a handoff ("" for a stop)
-	runDone    bool   // the worker function returned
-	ended      bool   // the term's context ended, not by a stop: lost or past its deadline
-	graceOver  bool   // ShutdownGrace passed since the stop began
-	closing    bool   // the engine's hard deadline (stopCtx) passed
-	refreshDue bool   // the claim is to be written again
-	busy       bool   // a step runs (or begin has not finished)
-	over       bool   // the step that ends the term runs: later events change nothing
+	stop       *termStop // made when a stop or a handoff begins: most terms never stop
+	stopping   bool      // a stop or a handoff began: the term ends when the function returns
+	runDone    bool      // the worker function returned
+	ended      bool      // the term's context ended, not by a stop: lost or past its deadline
+	graceOver  bool      // ShutdownGrace passed since the stop began
+	closing    bool      // the engine's hard deadline (stopCtx) passed
+	refreshDue bool      // the claim is to be written again
+	busy       bool      // a step runs (or begin has not finished)
+	over       bool      // the step that ends the term runs: later events change nothing
+}
+
+// termStop is a stop or a handoff of a term under way.
+type termStop struct {
+	handoff string // the reason of a handoff ("" for a stop)
+	timer   Timer  // ShutdownGrace, while the function runs
 }
 
 // termStep is what a term does next, outside the lock.
@@ -105,7 +110,7 @@ func (t *heldTerm) run(s termStep) {
 				t.lostLocked()
 			}
 		case stepStopped:
-			w.stopped_(t.rev, t.c, t.handoff)
+			w.stopped_(t.rev, t.c, t.stop.handoff)
 			t.finish()
 			return
 		case stepAbandonGrace:
@@ -219,10 +224,10 @@ func (t *heldTerm) beginStopLocked(handoff string) {
 	if t.stopping || t.over {
 		return
 	}
-	t.stopping, t.handoff = true, handoff
+	t.stopping, t.stop = true, &termStop{handoff: handoff}
 	t.cancel(ErrStopping)
 	if !t.runDone {
-		t.stopTimer = t.w.e.cfg.Clock.AfterFunc(t.w.e.cfg.ShutdownGrace, t.stopGraceOver)
+		t.stop.timer = t.w.e.cfg.Clock.AfterFunc(t.w.e.cfg.ShutdownGrace, t.stopGraceOver)
 	}
 }
 
@@ -303,8 +308,8 @@ func (t *heldTerm) lease() *Lease { return &t.l }
 // finish ends the term: it stops its timers, unbinds it and starts the contend loop again.
 func (t *heldTerm) finish() {
 	w, e := t.w, t.w.e
-	if t.stopTimer != nil {
-		t.stopTimer.Stop()
+	if t.stop != nil && t.stop.timer != nil {
+		t.stop.timer.Stop()
 	}
 	t.unserve()
 	w.mu.Lock()
