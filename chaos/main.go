@@ -167,6 +167,23 @@ func (s *suite) printf(format string, args ...any) {
 	fmt.Fprintf(s.out, "[%6.1fs] %s\n", time.Since(s.t0).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// dumpUnready has every running node that is not ready write its goroutines to its log
+// (SIGQUIT: the Go runtime prints them and exits), so that a node that hung can be read
+// after the run.
+func (s *suite) dumpUnready() {
+	for _, n := range s.c.Nodes() {
+		if !n.Running() || n.Ready() {
+			continue
+		}
+		if n.Paused() {
+			_ = n.Cont()
+		}
+		if err := n.Signal(syscall.SIGQUIT); err == nil {
+			s.printf("  %s is not ready: its goroutines are in %s (SIGQUIT)", n.Name(), n.LogPath())
+		}
+	}
+}
+
 func (s *suite) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	s.printf("PROBLEM: %s", msg)
@@ -374,6 +391,7 @@ func (s *suite) faultPhase(ctx context.Context) {
 				return
 			}
 			s.problem("after fault %s the cluster did not recover: %v", &f, err)
+			s.dumpUnready()
 			return
 		}
 		f.Recovered = cluster.MonoNow()

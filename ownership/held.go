@@ -253,6 +253,7 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	e := w.e
 	token := c.Token
 	t := &heldTerm{w: w, rev: rev, c: c, busy: true} // busy until set up
+	t.refreshIn(t.refreshEvery())                    // before the refresh scan can see it
 	t.l.worker, t.l.node, t.l.token = w.name, e.node, token
 	ctx, cancel := context.WithCancelCause(context.Background())
 	t.cancel = cancel
@@ -280,7 +281,6 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	// The worker function is not one of the engine's goroutines: Close must not wait for
 	// it forever. The live term stands for it until it returns.
 	e.termStarted(t)
-	t.refreshIn(t.refreshEvery())
 	w.startedRun(t.lease()) // here, not on the function's goroutine: see runWorker
 	go t.runFunction()
 	t.event(func(t *heldTerm) {

@@ -211,3 +211,49 @@ func TestDeletedBucketRecreatedAboveTokens(t *testing.T) {
 	t.Logf("tokens %d → %d", l[0].token, l[1].token)
 	r.checkNoOverlap(t)
 }
+
+// A stop under way when the workers bucket is deleted: the claim goes with the bucket, the
+// watch starts again (forgetting the revisions seen) and shows nothing for the key. The
+// worker is claimed again once its function returned; the node never tries to release the
+// old claim at an unknown revision (a chaos run found it retrying that for ever).
+func TestBucketDeletedDuringStopClaimsAgain(t *testing.T) {
+	srv := natstest.Run(t)
+	var r runs
+	s := newStuck(&r)
+	t.Cleanup(s.unstick)
+	w := nameFor("w", "a", "a")
+	cfg := ConfigForTTL(testTTL)
+	cfg.ShutdownGrace = time.Minute // the stop waits for the function: no abandon
+	a := startNode(t, srv, "a", cfg, func(e *Engine) { _ = e.Register(w, s.worker("a")) })
+	waitFor(t, "a to run w", 5*time.Second, func() bool { return len(r.running()) == 1 })
+	wk := a.e.workers[w]
+	released := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		released <- a.e.Release(ctx, w)
+	}()
+	waitFor(t, "the stop to begin", 5*time.Second, func() bool {
+		wk.mu.Lock()
+		defer wk.mu.Unlock()
+		return wk.t != nil && wk.t.stopping
+	})
+	js, err := jetstream.New(srv.Connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(context.Background(), "t_workers"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the claims watch to start again on the recreated bucket", 6*testTTL, func() bool {
+		wk.mu.Lock()
+		defer wk.mu.Unlock()
+		return wk.obs.rev == 0 && a.e.watching.Load()
+	})
+	s.unstick()
+	if err := <-released; err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	waitFor(t, "w to run again", 6*testTTL, func() bool { return len(r.running()) == 1 && len(r.snapshot()) == 2 })
+	r.checkNoOverlap(t)
+}

@@ -772,6 +772,14 @@ func (w *worker) claim(o observation) (uint64, *kv.Claim, bool) {
 // no-op if anything was written since.
 func (w *worker) clear(o observation) {
 	e := w.e
+	if o.rev == 0 {
+		// The revision is not known (the watch started again and has not shown the key):
+		// a release needs it. Read the claim; the next step clears what it finds.
+		if err := w.refresh(e.ctx); err != nil {
+			w.wait(e.cfg.RenewInterval / 4)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RenewInterval)
 	mrev, err := e.claims.Release(ctx, w.name, o.rev, releaseRecord(*o.claim()))
 	cancel()
