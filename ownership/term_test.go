@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetcoord/coordinator/internal/natstest"
+	"github.com/jetcoord/coordinator/kv"
 )
 
 // stuckWorker is a worker whose first run ignores its context until unstick is called:
@@ -256,4 +257,27 @@ func TestBucketDeletedDuringStopClaimsAgain(t *testing.T) {
 	}
 	waitFor(t, "w to run again", 6*testTTL, func() bool { return len(r.running()) == 1 && len(r.snapshot()) == 2 })
 	r.checkNoOverlap(t)
+}
+
+// An owner whose claim write got no answer observes "present" without a claim read (the
+// term ended, and the store could not be read); a delete marker after that must give a
+// claim gone without its owner's word, of no node lease, not a crash with w.mu held.
+func TestObserveGoneAfterUnreadClaim(t *testing.T) {
+	srv := natstest.Run(t)
+	st, err := kv.Open(context.Background(), srv.Connect(), kv.Options{Namespace: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(st, "a", ConfigForTTL(testTTL), WithLogger(quiet), WithoutEvents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	w := newWorker(e, "w", holdUntilDone, workerOptions{})
+	w.observe(observation{known: true, present: true, rev: 5})
+	w.observe(observation{known: true, rev: 6, expired: true})
+	o := w.snapshot()
+	if o.present || o.rev != 6 || o.last == nil || bound(*o.last) {
+		t.Fatalf("after the marker: present %v, rev %d, last %+v; want gone at 6 after a claim of no node lease", o.present, o.rev, o.last)
+	}
 }

@@ -47,7 +47,8 @@ type observation struct {
 	last *kv.Claim
 }
 
-// claim returns the live claim seen, or the zero claim.
+// claim returns the live claim seen, or the zero claim (present but not read: an
+// observation made after a write whose answer did not come).
 func (o *observation) claim() *kv.Claim {
 	if o.c == nil {
 		return &kv.Claim{}
@@ -220,7 +221,7 @@ func (w *worker) observe(o observation) {
 		// write we saw; one we never saw, a TTL after the first marker.
 		switch {
 		case w.obs.present && w.obs.malformed == nil:
-			last := w.obs.c
+			last := w.obs.claim() // a zero claim when none was read (present, unread)
 			o.last = last
 			if !bound(*last) {
 				o.seenAt = w.obs.seenAt
@@ -414,13 +415,14 @@ func (w *worker) run() {
 	w.mu.Lock()
 	w.notify = notify
 	w.mu.Unlock()
-	defer func() {
+	// Not deferred: a panic in a step must not wait for w.mu, which the step may hold.
+	done := func() {
 		w.mu.Lock()
 		if w.notify == notify { // else a later run (of the term this one began) made its own
 			w.notify = nil
 		}
 		w.mu.Unlock()
-	}()
+	}
 	for {
 		d := w.contend()
 		if w.op { // waited for, not used: the step found something else to do
@@ -429,6 +431,7 @@ func (w *worker) run() {
 		}
 		switch {
 		case d == termBegan:
+			done()
 			return
 		case d == stopNow:
 		case d == 0:
@@ -444,6 +447,7 @@ func (w *worker) run() {
 		case w.park(d):
 			continue
 		}
+		done()
 		w.exit()
 		return
 	}
