@@ -885,7 +885,7 @@ func (w *worker) refreshDue(t *heldTerm) (uint64, bool) {
 		return rev, false
 	default:
 		w.log().Warn("claim refresh failed; retrying", "err", err)
-		t.refreshIn(w.e.cfg.RenewInterval)
+		t.refreshIn(w.e.cfg.RenewInterval) // at the next scan: ClaimTTL/40 later at most
 		return rev, true
 	}
 }
