@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -34,16 +35,20 @@ type heldTerm struct {
 	refreshAt atomic.Int64
 
 	// Guarded by w.mu.
-	stop       *termStop // made when a stop or a handoff begins: most terms never stop
-	stopping   bool      // a stop or a handoff began: the term ends when the function returns
-	runDone    bool      // the worker function returned
-	ended      bool      // the term's context ended, not by a stop: lost or past its deadline
-	graceOver  bool      // ShutdownGrace passed since the stop began
-	closing    bool      // the engine's hard deadline (stopCtx) passed
-	refreshDue bool      // the claim is to be written again
-	busy       bool      // a step runs (or begin has not finished)
-	over       bool      // the step that ends the term runs: later events change nothing
+	// stop is the stop or handoff under way, if one began (stopping): the term ends when
+	// the function returns. Made then: most terms never stop.
+	stop       *termStop
+	runDone    bool // the worker function returned
+	ended      bool // the term's context ended, not by a stop: lost or past its deadline
+	graceOver  bool // ShutdownGrace passed since the stop began
+	closing    bool // the engine's hard deadline (stopCtx) passed
+	refreshDue bool // the claim is to be written again
+	busy       bool // a step runs (or begin has not finished)
+	over       bool // the step that ends the term runs: later events change nothing
 }
+
+// stopping reports whether a stop or a handoff began; w.mu is held.
+func (t *heldTerm) stopping() bool { return t.stop != nil }
 
 // termStop is a stop or a handoff of a term under way.
 type termStop struct {
@@ -70,13 +75,13 @@ func (t *heldTerm) nextLocked() termStep {
 	}
 	var s termStep
 	switch {
-	case t.stopping && t.runDone:
+	case t.stopping() && t.runDone:
 		s = stepStopped
 	case t.closing:
 		s = stepAbandonClose
 	case t.graceOver:
 		s = stepAbandonGrace
-	case t.ended && !t.stopping:
+	case t.ended && !t.stopping():
 		s = stepEnd
 	case t.refreshDue:
 		t.refreshDue = false
@@ -180,8 +185,7 @@ func (e *Engine) refreshClaims() {
 		e.nl.mu.Lock()
 		for h := range e.nl.terms {
 			if time.Duration(h.refreshAt.Load()) <= now {
-				// Not again before the step under way reset it (or a renew interval).
-				h.refreshAt.Store(int64(now + e.cfg.RenewInterval))
+				h.refreshAt.Store(math.MaxInt64) // the refresh step sets the next
 				due = append(due, h)
 			}
 		}
@@ -221,10 +225,10 @@ func (t *heldTerm) fenced(cause error) {
 // beginStopLocked begins a stop (handoff "") or a handoff: the worker's context ends, and
 // the term ends when the function returned, or after ShutdownGrace. w.mu is held.
 func (t *heldTerm) beginStopLocked(handoff string) {
-	if t.stopping || t.over {
+	if t.stopping() || t.over {
 		return
 	}
-	t.stopping, t.stop = true, &termStop{handoff: handoff}
+	t.stop = &termStop{handoff: handoff}
 	t.cancel(ErrStopping)
 	if !t.runDone {
 		t.stop.timer = t.w.e.cfg.Clock.AfterFunc(t.w.e.cfg.ShutdownGrace, t.stopGraceOver)
@@ -270,9 +274,7 @@ func (w *worker) begin(rev uint64, c *kv.Claim) bool {
 	w.mu.Lock()
 	w.t = t
 	w.owns = true
-	if o := &w.obs; o.c != nil && o.c != c && o.malformed == nil && o.c.Term == c.Term {
-		o.c = c // the watch showed our claim first: keep one copy (see intern)
-	}
+	w.obs.shareTermClaim(c) // the watch may have shown our claim first
 	handoff := w.takeHandoffLocked()
 	w.mu.Unlock()
 	e.metrics.Owned(1)

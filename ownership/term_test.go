@@ -237,7 +237,7 @@ func TestBucketDeletedDuringStopClaimsAgain(t *testing.T) {
 	waitFor(t, "the stop to begin", 5*time.Second, func() bool {
 		wk.mu.Lock()
 		defer wk.mu.Unlock()
-		return wk.t != nil && wk.t.stopping
+		return wk.t != nil && wk.t.stopping()
 	})
 	js, err := jetstream.New(srv.Connect())
 	if err != nil {

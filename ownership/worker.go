@@ -56,6 +56,20 @@ func (o *observation) claim() *kv.Claim {
 	return o.c
 }
 
+// shareTermClaim makes o keep tc, a held term's claim, when the claim o saw is a record of
+// that term (written again only to renew it): one copy, not two. It reports whether it did.
+func (o *observation) shareTermClaim(tc *kv.Claim) bool {
+	c := o.c
+	switch {
+	case c == tc:
+		return true
+	case c == nil || o.malformed != nil || c.Term != tc.Term || c.Node != tc.Node || c.Incarnation != tc.Incarnation:
+		return false
+	}
+	o.c = tc
+	return true
+}
+
 // lastClaim returns o.last, or the zero claim.
 func (o *observation) lastClaim() kv.Claim {
 	if o.last == nil {
@@ -258,8 +272,7 @@ func (w *worker) intern(o *observation) {
 	if c == nil || o.malformed != nil {
 		return
 	}
-	if t := w.t; t != nil && c.Term == t.c.Term && c.Node == t.c.Node && c.Incarnation == t.c.Incarnation {
-		o.c = t.c // the term's own record: rewritten only to renew it
+	if t := w.t; t != nil && o.shareTermClaim(t.c) {
 		return
 	}
 	e := w.e
@@ -673,7 +686,7 @@ func (w *worker) requestHandoff(reason string) {
 		if r := w.rareLocked(); r.handoffReq == "" {
 			r.handoffReq = reason
 		}
-	case !t.stopping:
+	case !t.stopping():
 		t.beginStopLocked(reason)
 		s, began = t.nextLocked(), true
 	}
@@ -885,7 +898,7 @@ func (w *worker) refreshDue(t *heldTerm) (uint64, bool) {
 		return rev, false
 	default:
 		w.log().Warn("claim refresh failed; retrying", "err", err)
-		t.refreshIn(w.e.cfg.RenewInterval) // at the next scan: ClaimTTL/40 later at most
+		t.refreshIn(0) // again at the next scan
 		return rev, true
 	}
 }
